@@ -1,0 +1,48 @@
+"""Run one self-improvement experiment: `python run.py [group=option ...] [key=value ...]`.
+
+`python run.py --help` lists the config groups; `python run.py --cfg job` prints the composed config.
+`python run.py resume=<run dir> [key=value ...]` continues a run where it stopped.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from selfimprove.config import ConfigError, register_configs, validate
+from selfimprove.pipeline import ResumeError, run, saved_run
+from selfimprove.store import CorruptFileError
+from selfimprove.train import NonFiniteLossError
+
+register_configs()
+
+
+def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
+    """The run's own config with this command's overrides applied on top."""
+    saved = saved_run(run_dir)
+    return hydra.compose(config_name="config", overrides=[*saved["overrides"], *overrides, f"resume={run_dir}"])
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+    try:
+        if cfg.resume:
+            run_dir = Path(cfg.resume)
+            cfg = resume_config(run_dir, overrides)
+            overrides = saved_run(run_dir)["overrides"]
+        else:
+            run_dir = Path(HydraConfig.get().runtime.output_dir)
+        validate(cfg)
+        run(cfg, run_dir, overrides)
+    except (ConfigError, ResumeError, CorruptFileError, NonFiniteLossError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Config schemas: one dataclass per Hydra group, registered in the ConfigStore.
+
+The YAML files under conf/ name these schemas in their defaults lists, so a mistyped key or a
+value of the wrong type fails at composition with Hydra's own error. Checks that span several
+values (a block size too small for the lengths the schedule will reach, ...) live in `validate`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class ConfigError(ValueError):
+    """An inconsistent configuration: reported as one line before any work starts."""
+
+
+@dataclass
+class ModelConfig:
+    n_layer: int = 3
+    n_head: int = 4
+    n_embd: int = 128
+    ffn_hidden: int = 352  # SwiGLU hidden width (about 8/3 of n_embd keeps the parameter count of a 4x MLP)
+    bias: bool = False
+    norm: str = "layernorm"  # layernorm | rmsnorm
+    pos_encoding: str = "nope"  # nope | rope | learned
+    rope_theta: float = 10000.0
+    dropout: float = 0.0
+    block_size: int = 96  # longest token sequence: BOS + prompt + answer + EOS
+
+
+@dataclass
+class DataConfig:
+    task: str = "copy"  # copy | reverse | reverse_addition
+    base_min_length: int = 1
+    base_max_length: int = 10
+    loss_on_prompt: bool = False  # the seed trained on the whole sequence; default is answer tokens only
+    eval_samples: int = 1000  # fresh held-out prompts per length
+    eval_lookahead: int = 3  # evaluate this many lengths past the longest trained one
+    eval_batch_size: int = 1024
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # final lr as a fraction of lr
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 disables clipping
+
+
+@dataclass
+class TrainingConfig:
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
+    seed: int = 0
+    batch_size: int = 128
+    base_steps: int = 2500
+    round_steps: int = 400
+    schedule: str = "wsd"  # wsd (warmup-stable-decay) | cosine
+    warmup_steps: int = 100
+    decay_fraction: float = 0.2  # WSD: share of a stage's steps spent decaying
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    compile: bool = False
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    log_every: int = 100
+    checkpoint_every: int = 500
+
+
+@dataclass
+class FilterConfig:
+    length: bool = True  # keep only labels of the task's answer length
+    voters: int = 1  # independently seeded models labelling every prompt
+    vote_threshold: float = 0.5  # keep the most common label when more than this share of voters gave it
+    min_confidence: float = 0.0  # keep labels whose least probable token has at least this probability
+
+
+@dataclass
+class MixingConfig:
+    newest_share: float = 0.5  # share of each batch drawn from the newest round's data
+    base_share: float = 0.5  # of the rest, the share of fresh base-range data; older rounds get the remainder
+
+
+@dataclass
+class SIConfig:
+    schedule: str = "linear"  # linear | accelerated
+    rounds: int = 6
+    length_step: int = 1  # linear: lengths added per round
+    accelerate_threshold: float = 0.99  # accelerated: extend over lengths at least this accurate
+    samples_per_round: int = 8000
+    filters: FilterConfig = field(default_factory=FilterConfig)
+    mixing: MixingConfig = field(default_factory=MixingConfig)
+    reach_threshold: float = 0.98  # reach: longest L with accuracy >= this at every length 1..L
+    collapse_threshold: float = 0.5  # stop when accuracy at the newest length falls below this
+    keep_round_checkpoints: bool = False
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "none"  # none | wandb
+    mode: str = "offline"  # wandb: online | offline | disabled
+    project: str = "selfimprove"
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    training: TrainingConfig = MISSING
+    si: SIConfig = MISSING
+    logger: LoggerConfig = MISSING
+    resume: str | None = None  # a run directory to continue
+    progress: bool = True  # tqdm bars
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for group, node in [
+        ("model", ModelConfig),
+        ("data", DataConfig),
+        ("training", TrainingConfig),
+        ("si", SIConfig),
+        ("logger", LoggerConfig),
+    ]:
+        cs.store(group=group, name=f"{group}_schema", node=node)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.norm": ("layernorm", "rmsnorm"),
+    "model.pos_encoding": ("nope", "rope", "learned"),
+    "training.schedule": ("wsd", "cosine"),
+    "training.precision": ("fp32", "bf16"),
+    "si.schedule": ("linear", "accelerated"),
+    "logger.name": ("none", "wandb"),
+    "logger.mode": ("online", "offline", "disabled"),
+}
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def max_round_growth(cfg: Any) -> int:
+    """The most a round can add to the longest trained length (accelerated: up to the eval lookahead)."""
+    return cfg.si.length_step if cfg.si.schedule == "linear" else cfg.data.eval_lookahead
+
+
+def longest_length(cfg: Any) -> int:
+    """The longest instance length a run can train or evaluate on, whatever its results."""
+    return cfg.data.base_max_length + cfg.si.rounds * max_round_growth(cfg) + cfg.data.eval_lookahead
+
+
+def validate(cfg: Any) -> None:
+    """Raise ConfigError on the first inconsistent value, before any work starts."""
+    from selfimprove.tasks import TASKS, get_task
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    for key, allowed in CHOICES.items():
+        value = _get(cfg, key)
+        need(value in allowed, f"{key}={value!r} is not one of {', '.join(allowed)}")
+    need(cfg.data.task in TASKS, f"data.task={cfg.data.task!r} is not one of {', '.join(TASKS)}")
+
+    m = cfg.model
+    need(m.n_layer >= 1 and m.n_head >= 1 and m.ffn_hidden >= 1, "model sizes must be positive")
+    need(m.n_embd % m.n_head == 0, f"model.n_embd={m.n_embd} is not divisible by model.n_head={m.n_head}")
+    need(
+        m.pos_encoding != "rope" or (m.n_embd // m.n_head) % 2 == 0,
+        "model.pos_encoding=rope needs an even head width",
+    )
+    need(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must lie in [0, 1)")
+
+    d = cfg.data
+    need(d.base_min_length >= 1, f"data.base_min_length={d.base_min_length} must be at least 1")
+    need(
+        d.base_min_length <= d.base_max_length,
+        f"data.base_min_length={d.base_min_length} > data.base_max_length={d.base_max_length}: "
+        "the base length range is empty",
+    )
+    need(d.eval_samples >= 1 and d.eval_batch_size >= 1, "data.eval_samples and eval_batch_size must be >= 1")
+    need(d.eval_lookahead >= 1, f"data.eval_lookahead={d.eval_lookahead} must be at least 1")
+
+    t = cfg.training
+    need(t.batch_size >= 1, f"training.batch_size={t.batch_size} must be at least 1")
+    need(t.base_steps >= 1, f"training.base_steps={t.base_steps} must be at least 1")
+    need(t.round_steps >= 1, f"training.round_steps={t.round_steps} must be at least 1")
+    need(t.warmup_steps >= 0 and 0.0 <= t.decay_fraction <= 1.0, "training warmup/decay out of range")
+    need(math.isfinite(t.optim.lr) and t.optim.lr > 0, f"training.optim.lr={t.optim.lr} must be positive")
+    need(0.0 <= t.optim.min_lr_ratio <= 1.0, "training.optim.min_lr_ratio must lie in [0, 1]")
+    need(t.log_every >= 1 and t.checkpoint_every >= 1, "training.log_every/checkpoint_every must be >= 1")
+    need(t.threads >= 0, "training.threads must be >= 0")
+
+    s = cfg.si
+    need(s.rounds >= 0, f"si.rounds={s.rounds} must be >= 0")
+    need(s.length_step >= 1, f"si.length_step={s.length_step} must be at least 1")
+    need(s.samples_per_round >= 1, f"si.samples_per_round={s.samples_per_round} must be at least 1")
+    f = s.filters
+    need(f.voters >= 1, f"si.filters.voters={f.voters} must be at least 1")
+    need(0.0 < f.vote_threshold <= 1.0, f"si.filters.vote_threshold={f.vote_threshold} must lie in (0, 1]")
+    need(0.0 <= f.min_confidence <= 1.0, f"si.filters.min_confidence={f.min_confidence} must lie in [0, 1]")
+    for key in ("newest_share", "base_share"):
+        value = getattr(s.mixing, key)
+        need(0.0 <= value <= 1.0, f"si.mixing.{key}={value} must lie in [0, 1]")
+    for key in ("reach_threshold", "collapse_threshold", "accelerate_threshold"):
+        value = getattr(s, key)
+        need(0.0 <= value <= 1.0, f"si.{key}={value} must lie in [0, 1]")
+
+    task = get_task(d.task)
+    longest = longest_length(cfg)
+    tokens = task.sequence_length(longest)
+    need(
+        tokens <= m.block_size,
+        f"model.block_size={m.block_size} is too small: {d.task} at length {longest} "
+        f"(base {d.base_max_length} + {s.rounds} rounds x {max_round_growth(cfg)} + "
+        f"{d.eval_lookahead} eval lookahead) "
+        f"needs {tokens} tokens",
+    )

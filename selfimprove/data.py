@@ -1,0 +1,122 @@
+"""Training batches: fresh base-range instances, stored rounds, and their mixture.
+
+A batch is built with whole-array NumPy operations (no Python loop over characters). Samplers
+draw from one numpy Generator whose state is saved in checkpoints, so an interrupted stage resumes
+with the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from selfimprove.tasks import Example, Task
+from selfimprove.tokenizer import BOS, EOS, Tokenizer
+
+IGNORE = -100  # target value that carries no loss
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor  # (B, T) token ids
+    targets: torch.Tensor  # (B, T) next-token ids, IGNORE where no loss is taken
+
+    def to(self, device: torch.device) -> Batch:
+        non_blocking = device.type == "cuda"  # overlap the copy with compute
+        return Batch(
+            self.inputs.to(device, non_blocking=non_blocking), self.targets.to(device, non_blocking=non_blocking)
+        )
+
+
+def collate(tokenizer: Tokenizer, examples: Sequence[Example], loss_on_prompt: bool = False) -> Batch:
+    """BOS + prompt + answer + EOS, right-padded; loss on answer and EOS (and prompt if asked)."""
+    texts = [prompt + answer for prompt, answer in examples]
+    ids, lengths = tokenizer.encode_padded(texts)
+    B, width = ids.shape
+    seq = np.zeros((B, width + 2), dtype=np.int64)
+    seq[:, 0] = BOS
+    seq[:, 1 : width + 1] = ids
+    rows = np.arange(B)
+    seq[rows, lengths + 1] = EOS
+    inputs, targets = seq[:, :-1], seq[:, 1:].copy()
+    # targets[:, j] is token j + 1 of the sequence; the answer starts at token 1 + len(prompt).
+    position = np.arange(width + 1)[None, :] + 1
+    first = 1 if loss_on_prompt else 1 + np.fromiter((len(p) for p, _ in examples), np.int64, B)[:, None]
+    keep = (position >= first) & (position <= lengths[:, None] + 1)
+    targets[~keep] = IGNORE
+    return Batch(torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(targets))
+
+
+class BaseSource:
+    """Fresh instances with lengths uniform over [min_length, max_length]."""
+
+    def __init__(self, task: Task, min_length: int, max_length: int) -> None:
+        self.task, self.min_length, self.max_length = task, min_length, max_length
+
+    def draw(self, count: int, rng: np.random.Generator) -> list[Example]:
+        lengths = rng.integers(self.min_length, self.max_length + 1, size=count)
+        values, counts = np.unique(lengths, return_counts=True)
+        out: list[Example] = []
+        for length, n in zip(values.tolist(), counts.tolist(), strict=True):
+            out.extend(self.task.sample(length, n, rng))
+        return out
+
+
+class StoredSource:
+    """Uniform draws, with replacement, from stored examples (self-labelled rounds)."""
+
+    def __init__(self, examples: Sequence[Example]) -> None:
+        if not examples:
+            raise ValueError("a stored source needs at least one example")
+        self.examples = list(examples)
+
+    def draw(self, count: int, rng: np.random.Generator) -> list[Example]:
+        return [self.examples[i] for i in rng.integers(0, len(self.examples), size=count)]
+
+
+Source = BaseSource | StoredSource
+
+
+def round_mixture(
+    base: BaseSource, rounds: Sequence[Sequence[Example]], newest_share: float, base_share: float
+) -> list[tuple[Source, float]]:
+    """Sources and weights for training after a round: the newest round's data gets `newest_share`,
+    the rest is split between base data (`base_share` of it) and all older rounds pooled together.
+    Sources with no data drop out, their weight going to the others."""
+    newest = [e for e in rounds[-1]] if rounds else []
+    older = [e for r in rounds[:-1] for e in r]
+    rest = 1.0 - newest_share if newest else 1.0
+    parts: list[tuple[Source, float]] = [(base, rest * base_share if older else rest)]
+    if older:
+        parts.append((StoredSource(older), rest * (1.0 - base_share)))
+    if newest:
+        parts.append((StoredSource(newest), newest_share))
+    parts = [(source, weight) for source, weight in parts if weight > 0]
+    total = sum(weight for _, weight in parts)
+    return [(source, weight / total) for source, weight in parts]
+
+
+class MixtureSampler:
+    """Batches whose rows come from each source in proportion to its weight (multinomial per batch)."""
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        sources: Sequence[tuple[Source, float]],
+        batch_size: int,
+        rng: np.random.Generator,
+        loss_on_prompt: bool = False,
+    ) -> None:
+        self.tokenizer, self.batch_size, self.rng, self.loss_on_prompt = tokenizer, batch_size, rng, loss_on_prompt
+        self.sources = [source for source, _ in sources]
+        self.weights = np.array([weight for _, weight in sources], dtype=np.float64)
+
+    def examples(self) -> list[Example]:
+        counts = self.rng.multinomial(self.batch_size, self.weights)
+        return [e for source, n in zip(self.sources, counts, strict=True) if n for e in source.draw(n, self.rng)]
+
+    def next_batch(self) -> Batch:
+        return collate(self.tokenizer, self.examples(), self.loss_on_prompt)

@@ -1,0 +1,97 @@
+"""Batched greedy decoding with a preallocated KV cache; rows leave the batch at their own EOS."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from selfimprove.model import Transformer
+from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
+
+# Tokens allowed past the expected answer length, so that a too-long answer is seen as such
+# (and rejected by the length filter) rather than cut off to look right.
+LENGTH_SLACK = 2
+
+
+@dataclass
+class Generation:
+    tokens: torch.Tensor  # (B, max_new_tokens) emitted tokens, EOS included, PAD after it
+    finished: torch.Tensor  # (B,) bool: the row emitted EOS
+    min_prob: torch.Tensor  # (B,) probability of the least likely token the row emitted
+
+
+@torch.inference_mode()
+def generate(model: Transformer, prompts: torch.Tensor, max_new_tokens: int) -> Generation:
+    """Greedy continuation of equal-length `prompts` (B, T), at most `max_new_tokens` each."""
+    B, T = prompts.shape
+    device = prompts.device
+    tokens = torch.full((B, max_new_tokens), PAD, dtype=torch.long, device=device)
+    finished = torch.zeros(B, dtype=torch.bool, device=device)
+    min_prob = torch.ones(B, device=device)
+    rows = torch.arange(B, device=device)  # batch index of every row still generating
+    cache = model.new_cache(B, T + max_new_tokens - 1)  # the last token is never fed back
+    logits = model(prompts, cache, pos=0)[:, -1]
+    for step in range(max_new_tokens):
+        prob, token = logits.float().softmax(-1).max(-1)
+        tokens[rows, step] = token
+        min_prob[rows] = torch.minimum(min_prob[rows], prob)
+        ended = token == EOS
+        finished[rows[ended]] = True
+        if step == max_new_tokens - 1:
+            break
+        if ended.any():
+            going = ~ended
+            if not going.any():
+                break
+            rows, token = rows[going], token[going]
+            cache.select(going)
+        logits = model(token[:, None], cache, pos=T + step)[:, -1]
+    return Generation(tokens, finished, min_prob)
+
+
+@dataclass
+class Completions:
+    labels: list[str]  # decoded answers (up to EOS)
+    finished: np.ndarray  # bool per prompt: an EOS ended the answer
+    min_prob: np.ndarray  # float per prompt
+
+
+def complete(
+    model: Transformer,
+    tokenizer: Tokenizer,
+    prompts: Sequence[str],
+    answer_length: Sequence[int],
+    batch_size: int,
+    device: torch.device,
+) -> Completions:
+    """Greedy answers to `prompts`, batched by prompt length so no padding is ever computed.
+
+    `answer_length[i]` is the expected answer length of prompt i; generation stops LENGTH_SLACK
+    tokens past it (plus EOS).
+    """
+    was_training = model.training
+    model.eval()
+    labels = [""] * len(prompts)
+    finished = np.zeros(len(prompts), dtype=bool)
+    min_prob = np.zeros(len(prompts), dtype=np.float32)
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, (prompt, n) in enumerate(zip(prompts, answer_length, strict=True)):
+        groups[len(prompt), n].append(i)
+    for (prompt_len, n), indices in groups.items():
+        max_new = min(n + 1 + LENGTH_SLACK, model.cfg.block_size - prompt_len)
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            ids = tokenizer.encode_batch([prompts[i] for i in chunk])
+            ids = np.concatenate([np.full((len(chunk), 1), BOS), ids], axis=1)
+            out = generate(model, torch.from_numpy(ids).to(device), max_new)
+            tokens = out.tokens.cpu().numpy()
+            finished[chunk] = out.finished.cpu().numpy()
+            min_prob[chunk] = out.min_prob.cpu().numpy()
+            for row, i in enumerate(chunk):
+                labels[i] = tokenizer.decode(tokens[row])
+    model.train(was_training)
+    return Completions(labels, finished, min_prob)

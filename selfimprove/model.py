@@ -1,0 +1,167 @@
+"""A decoder-only transformer: pre-norm blocks, SwiGLU MLP, NoPE | RoPE | learned positions, SDPA.
+
+Read top to bottom: the KV cache, attention, the MLP, a block, the model. `forward` takes an
+optional cache and the position of the first token so that generation can feed one token at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfimprove.config import ModelConfig
+
+Rope = tuple[torch.Tensor, torch.Tensor]  # cos, sin tables (block_size, head_dim / 2)
+LayerCache = tuple[torch.Tensor, torch.Tensor]  # keys, values of one layer
+
+
+@dataclass
+class KVCache:
+    """Preallocated keys and values, one (B, H, T_max, head_dim) pair per layer."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+    @classmethod
+    def empty(cls, cfg: ModelConfig, batch: int, length: int, like: torch.Tensor) -> KVCache:
+        shape = (batch, cfg.n_head, length, cfg.n_embd // cfg.n_head)
+        make = lambda: [like.new_empty(shape) for _ in range(cfg.n_layer)]  # noqa: E731
+        return cls(make(), make())
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only `rows` of the batch (finished rows leave the batch during generation)."""
+        self.keys = [k[rows] for k in self.keys]
+        self.values = [v[rows] for v in self.values]
+
+
+def rope_tables(cfg: ModelConfig) -> Rope:
+    head_dim = cfg.n_embd // cfg.n_head
+    inv_freq = cfg.rope_theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(cfg.block_size, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return rotated.flatten(-2).type_as(x)
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.n_embd)
+    return nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = cfg.dropout
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: Rope | None,
+        cache: LayerCache | None,
+        pos: int,
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            cos, sin = rope[0][pos : pos + T], rope[1][pos : pos + T]
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            cache[0][:, :, pos : pos + T] = k
+            cache[1][:, :, pos : pos + T] = v
+            k, v = cache[0][:, :, : pos + T], cache[1][:, :, : pos + T]
+        # A query block that starts at 0 is causal; a single new token sees everything cached before it.
+        assert T == 1 or pos == 0, "multi-token forward passes must start at position 0"
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.gate = nn.Linear(cfg.n_embd, cfg.ffn_hidden, bias=cfg.bias)
+        self.up = nn.Linear(cfg.n_embd, cfg.ffn_hidden, bias=cfg.bias)
+        self.down = nn.Linear(cfg.ffn_hidden, cfg.n_embd, bias=cfg.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.norm1 = make_norm(cfg)
+        self.attn = Attention(cfg)
+        self.norm2 = make_norm(cfg)
+        self.mlp = SwiGLU(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, rope: Rope | None, cache: LayerCache | None, pos: int) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), rope, cache, pos))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(vocab_size, cfg.n_embd)
+        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos_encoding == "learned" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm = make_norm(cfg)
+        self.head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
+        self.head.weight = self.tok_emb.weight  # tied embeddings, as nanoGPT
+        if cfg.pos_encoding == "rope":
+            cos, sin = rope_tables(cfg)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith(("attn.proj.weight", "mlp.down.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / (2 * cfg.n_layer) ** 0.5)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token (forward + backward), nanoGPT/PaLM style: 6N + 12 L T d."""
+        c = self.cfg
+        return 6 * self.num_params() + 12 * c.n_layer * seq_len * c.n_embd
+
+    def new_cache(self, batch: int, length: int) -> KVCache:
+        return KVCache.empty(self.cfg, batch, length, self.tok_emb.weight)
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0) -> torch.Tensor:
+        """Logits (B, T, vocab) for tokens `idx` (B, T) that start at position `pos`."""
+        T = idx.shape[1]
+        if pos + T > self.cfg.block_size:
+            raise ValueError(f"sequence of {pos + T} tokens exceeds block_size={self.cfg.block_size}")
+        x = self.tok_emb(idx)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(pos, pos + T, device=idx.device))
+        x = self.drop(x)
+        rope = (self.rope_cos, self.rope_sin) if self.cfg.pos_encoding == "rope" else None
+        for i, block in enumerate(self.blocks):
+            layer_cache = (cache.keys[i], cache.values[i]) if cache is not None else None
+            x = block(x, rope, layer_cache, pos)
+        return self.head(self.norm(x))

@@ -1,0 +1,133 @@
+"""Optimiser, learning-rate schedules, precision, and the training step loop of one stage."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from selfimprove.config import TrainingConfig
+from selfimprove.data import IGNORE, MixtureSampler
+from selfimprove.model import Transformer
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; the message says which stage and step."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"training.device={name} but CUDA is not available here")
+    return device
+
+
+def lr_at(step: int, total: int, cfg: TrainingConfig) -> float:
+    """Learning rate at `step` of a stage of `total` steps: linear warmup, then WSD or cosine."""
+    peak, floor = cfg.optim.lr, cfg.optim.lr * cfg.optim.min_lr_ratio
+    warmup = min(cfg.warmup_steps, total // 2)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if cfg.schedule == "cosine":
+        progress = (step - warmup) / max(1, total - warmup)
+        return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    decay_steps = int(cfg.decay_fraction * total)
+    decay_start = total - decay_steps
+    if step < decay_start:
+        return peak
+    return peak - (peak - floor) * (step - decay_start + 1) / decay_steps
+
+
+def make_optimizer(model: Transformer, cfg: TrainingConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only; fused kernels on CUDA, foreach elsewhere."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.optim.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), **fast)
+
+
+def autocast(cfg: TrainingConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    if cfg.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class StepLog:
+    step: int
+    loss: float
+    lr: float
+    tokens_per_s: float
+
+
+def train_steps(
+    model: Transformer,
+    optimizer: torch.optim.Optimizer,
+    sampler: MixtureSampler,
+    cfg: TrainingConfig,
+    device: torch.device,
+    start: int,
+    total: int,
+    stage: str,
+    on_log: Callable[[StepLog], None],
+    on_checkpoint: Callable[[int], None],
+    progress: bool = True,
+) -> None:
+    """Run steps [start, total) of a stage. Checks the loss for NaN/inf at every log, and the loss and
+    the weights before every checkpoint, so that a checkpoint on disk is always a finite one."""
+    model.train()
+    forward = torch.compile(model) if cfg.compile else model
+    running = torch.zeros((), device=device)
+    since_check, tokens = 0, 0
+    last_log = time.perf_counter()
+    bar = tqdm(total=total, initial=start, desc=stage, disable=not progress, leave=False, dynamic_ncols=True)
+
+    def check_finite(step: int) -> float:
+        mean = running.item() / max(1, since_check)
+        if not math.isfinite(mean):
+            raise NonFiniteLossError(f"non-finite loss ({mean}) in {stage} before step {step}")
+        return mean
+
+    for step in range(start, total):
+        lr = lr_at(step, total, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = sampler.next_batch().to(device)
+        with autocast(cfg, device):
+            logits = forward(batch.inputs)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE)
+        loss.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        running += loss.detach()
+        since_check += 1
+        tokens += batch.inputs.numel()
+        bar.update(1)
+        done = step + 1
+        if done % cfg.log_every == 0 or done == total:
+            mean = check_finite(done)
+            now = time.perf_counter()
+            on_log(StepLog(done, mean, lr, tokens / (now - last_log)))
+            last_log = now
+            bar.set_postfix(loss=f"{mean:.4f}")
+            running.zero_()
+            since_check, tokens = 0, 0
+        if done % cfg.checkpoint_every == 0 and done < total:
+            check_finite(done)
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                raise NonFiniteLossError(f"non-finite weights in {stage} after step {done}")
+            on_checkpoint(done)
+    bar.close()

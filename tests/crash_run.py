@@ -1,0 +1,62 @@
+"""`python tests/crash_run.py POINT <run.py args>`: run.py, SIGKILLed by itself at POINT.
+
+POINT is one of
+  marker:STAGE          the stage's outputs are written, its done-marker is not
+  checkpoint:STAGE:STEP a mid-stage training checkpoint at STEP was just written
+  rename:FILENAME       a file's temporary copy is complete, the rename over FILENAME is not done
+A real SIGKILL: no exception handler, atexit hook or finally block runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from selfimprove import store
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+kind, _, where = sys.argv.pop(1).partition(":")
+if kind == "marker":
+    mark_done = store.RunDir.mark_done
+
+    def crash_before_marker(self, stage, result):
+        if stage == where:
+            die()
+        mark_done(self, stage, result)
+
+    store.RunDir.mark_done = crash_before_marker
+elif kind == "checkpoint":
+    stage, step = where.rsplit(":", 1)
+    save_checkpoint = store.RunDir.save_checkpoint
+
+    def crash_after_checkpoint(self, path, state):
+        save_checkpoint(self, path, state)
+        if state["stage"] == stage and state["step"] == int(step):
+            die()
+
+    store.RunDir.save_checkpoint = crash_after_checkpoint
+elif kind == "rename":
+    replace = os.replace
+
+    def crash_before_rename(src, dst):
+        if Path(dst).name == where:
+            die()
+        replace(src, dst)
+
+    store.os.replace = crash_before_rename
+else:
+    raise SystemExit(f"unknown crash point {kind!r}")
+
+sys.argv[0] = "run.py"
+os.chdir(Path(__file__).resolve().parents[1])
+import run  # noqa: E402
+
+run.main()

@@ -1,0 +1,107 @@
+"""Bad input: one clear line and a non-zero exit before any work; broken files reported by path."""
+
+import json
+
+import pytest
+import torch
+from conftest import QUICK, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def last_line(proc) -> str:
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_unknown_group_option_names_the_valid_ones(tmp_path):
+    proc = run_cli("model=huge", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode != 0
+    assert "small" in proc.stderr and "tiny" in proc.stderr
+
+
+def test_unknown_key(tmp_path):
+    proc = run_cli("training.learning_rate=1", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode != 0
+    assert "learning_rate" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.block_size=16"], "model.block_size=16 is too small"),
+        (["si.filters.voters=0"], "si.filters.voters=0 must be at least 1"),
+        (["si.filters.vote_threshold=1.2"], "si.filters.vote_threshold=1.2 must lie in (0, 1]"),
+        (["data.base_min_length=8", "data.base_max_length=4"], "the base length range is empty"),
+    ],
+)
+def test_inconsistent_values_stop_before_any_work(tmp_path, overrides, message):
+    run_dir = tmp_path / "run"
+    proc = run_cli(*QUICK, *overrides, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 2
+    assert last_line(proc) == f"error: {message}" or last_line(proc).startswith(f"error: {message}")
+    assert "Traceback" not in proc.stderr
+    assert not (run_dir / "run.json").exists() and not (run_dir / "checkpoints").exists()
+
+
+def test_resume_path_that_is_not_a_run_dir(tmp_path):
+    proc = run_cli(f"resume={tmp_path}")
+    assert proc.returncode == 2
+    assert last_line(proc) == f"error: resume={tmp_path} is not a selfimprove run directory (no run.json)"
+    proc = run_cli(f"resume={tmp_path / 'missing'}")
+    assert proc.returncode == 2 and "no such directory" in last_line(proc)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    # Adam's first step moves every weight by about lr: finite at 1e30, but the next forward overflows.
+    proc = run_cli(
+        *QUICK,
+        "training.optim.lr=1e30",
+        "training.warmup_steps=0",
+        "training.optim.grad_clip=0",
+        "training.log_every=1",
+        "training.checkpoint_every=1",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 2
+    line = last_line(proc)
+    assert line.startswith("error: non-finite") and "Traceback" not in proc.stderr
+    checkpoint_path = run_dir / "checkpoints/voter0/latest.pt"
+    assert f"the last good checkpoint is kept: {checkpoint_path} (base.voter0, step " in line
+    checkpoint = torch.load(checkpoint_path, weights_only=False)
+    assert all(torch.isfinite(t).all() for t in checkpoint["model"].values())
+    assert not (run_dir / "done" / "base.voter0.json").exists()
+
+
+def test_corrupt_checkpoint_is_reported_by_path(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli(*QUICK, "si=none", f"hydra.run.dir={run_dir}").returncode == 0
+    checkpoint = run_dir / "checkpoints" / "voter0" / "latest.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated, as by a full disk
+    proc = run_cli(*QUICK, f"resume={run_dir}")
+    assert proc.returncode == 2
+    assert last_line(proc).startswith(f"error: corrupt checkpoint {checkpoint}")
+    assert "Traceback" not in proc.stderr
+
+
+def test_corrupt_round_data_is_reported_by_path(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli(*QUICK, "si.rounds=1", f"hydra.run.dir={run_dir}").returncode == 0
+    data = run_dir / "data" / "round_001.jsonl"
+    data.write_text(data.read_text() + "{not json\n")
+    (run_dir / "done" / "train.round001.voter0.json").unlink()  # so that training reads the data again
+    (run_dir / "done" / "eval.round001.json").unlink()
+    proc = run_cli(*QUICK, "si.rounds=1", f"resume={run_dir}")
+    assert proc.returncode == 2
+    assert last_line(proc).startswith(f"error: corrupt round data {data}")
+
+
+def test_corrupt_marker_is_reported_by_path(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli(*QUICK, "si=none", f"hydra.run.dir={run_dir}").returncode == 0
+    marker = run_dir / "done" / "eval.round000.json"
+    marker.write_text("{")
+    proc = run_cli(*QUICK, f"resume={run_dir}")
+    assert proc.returncode == 2
+    assert last_line(proc).startswith(f"error: cannot read {marker}")
+    json.loads((run_dir / "run.json").read_text())  # the run itself is untouched

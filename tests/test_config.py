@@ -1,0 +1,87 @@
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError
+
+from selfimprove.config import ConfigError, register_configs, validate
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+GROUPS = {
+    group: sorted(p.stem for p in (Path(CONF) / group).glob("*.yaml"))
+    for group in ("model", "data", "training", "si", "logger", "experiment")
+}
+
+register_configs()
+
+
+def make(*overrides: str):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_defaults():
+    cfg = make()
+    assert cfg.model.n_layer == 3 and cfg.data.task == "copy" and cfg.si.schedule == "linear"
+    assert cfg.logger.name == "none" and cfg.training.precision == "fp32"
+    validate(cfg)
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g, options in GROUPS.items() for o in options])
+def test_every_group_option_composes_and_validates(group, option):
+    cfg = make(f"{group}={option}")
+    validate(cfg)
+
+
+def test_small_is_the_papers_model():
+    cfg = make("model=small")
+    assert (cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd) == (6, 6, 384)
+    assert cfg.model.pos_encoding == "nope"
+
+
+def test_paper_experiments():
+    copy = make("experiment=paper_copy")
+    assert copy.training.batch_size == 1024 and copy.training.optim.lr == 5e-4
+    assert copy.training.schedule == "wsd" and copy.si.samples_per_round == 20000
+    assert (copy.training.base_steps, copy.training.round_steps) == (2000, 500)
+    addition = make("experiment=paper_reverse_addition")
+    assert addition.data.task == "reverse_addition" and addition.data.base_max_length == 16
+    assert (addition.training.base_steps, addition.training.round_steps) == (10000, 1000)
+    assert addition.si.samples_per_round == 50000
+
+
+def test_unknown_key_fails_at_composition():
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)):
+        make("model.n_layers=4")
+
+
+def test_wrong_type_fails_at_composition():
+    with pytest.raises(ConfigCompositionException):
+        make("model.n_layer=three")
+
+
+def test_unknown_option_fails_at_composition():
+    with pytest.raises(ConfigCompositionException, match="small"):  # the error lists the valid options
+        make("model=huge")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.block_size=32"], "block_size=32 is too small"),
+        (["si.rounds=40"], "block_size=96 is too small"),
+        (["si.filters.voters=0"], "voters=0 must be at least 1"),
+        (["si.filters.vote_threshold=0"], "vote_threshold=0.0 must lie in"),
+        (["si.filters.vote_threshold=1.5"], "vote_threshold=1.5 must lie in"),
+        (["data.base_min_length=5", "data.base_max_length=3"], "length range is empty"),
+        (["data.base_min_length=0"], "base_min_length=0 must be at least 1"),
+        (["model.n_head=5"], "not divisible"),
+        (["model.norm=batchnorm"], "model.norm='batchnorm' is not one of"),
+        (["training.optim.lr=-1"], "must be positive"),
+        (["data.task=sorting"], "data.task='sorting' is not one of"),
+    ],
+)
+def test_inconsistent_values_are_one_clear_error(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(make(*overrides))

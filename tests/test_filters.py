@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from selfimprove.config import FilterConfig
+from selfimprove.filters import VoterLabels, filter_labels, majority_vote
+
+
+def voter(labels, finished=None, min_prob=None) -> VoterLabels:
+    n = len(labels)
+    return VoterLabels(
+        labels,
+        np.ones(n, bool) if finished is None else np.array(finished),
+        np.ones(n) if min_prob is None else np.array(min_prob, dtype=float),
+    )
+
+
+@pytest.mark.parametrize(
+    ("candidates", "threshold", "kept"),
+    [
+        (["12", "12", "13"], 0.5, "12"),  # 2/3 >= 0.5
+        (["12", "12", "13"], 0.7, None),  # 2/3 < 0.7
+        (["12", "12", "12"], 1.0, "12"),  # unanimity
+        (["12", "13"], 0.5, None),  # a tie keeps nothing
+        (["12", "12", "13", "13", "14"], 0.4, None),  # tie at the top
+        (["12", None, None], 0.5, None),  # abstentions count against: 1/3 < 0.5
+        (["12", "12", None], 0.5, "12"),
+        ([None, None], 0.5, None),
+        (["12"], 0.5, "12"),  # one voter
+    ],
+)
+def test_majority_vote(candidates, threshold, kept):
+    assert majority_vote(candidates, threshold)[0] == kept
+
+
+def test_length_filter_rejects_wrong_lengths_and_can_be_switched_off():
+    voters = [voter(["123", "12", "1234"])]
+    on = filter_labels(voters, [3, 3, 3], FilterConfig(length=True))
+    assert [v.label for v in on] == ["123", None, None]
+    off = filter_labels(voters, [3, 3, 3], FilterConfig(length=False))
+    assert [v.label for v in off] == ["123", "12", "1234"]
+
+
+def test_unfinished_labels_are_never_kept():
+    voters = [voter(["123", "456"], finished=[True, False])]
+    assert [v.label for v in filter_labels(voters, [3, 3], FilterConfig(length=False))] == ["123", None]
+
+
+def test_confidence_filter_and_reported_confidence():
+    voters = [voter(["11", "22"], min_prob=[0.95, 0.6]), voter(["11", "22"], min_prob=[0.97, 0.99])]
+    verdicts = filter_labels(voters, [2, 2], FilterConfig(voters=2, min_confidence=0.9, vote_threshold=1.0))
+    assert [v.label for v in verdicts] == ["11", None]  # voter 0 abstains on the second prompt
+    assert verdicts[0].confidence == pytest.approx(0.95) and verdicts[0].votes == 2
+
+
+def test_filters_compose_vote_after_length():
+    # Voter 2 gives a too-long label: with the length filter it abstains, and 2 of 3 agree.
+    voters = [voter(["55"]), voter(["55"]), voter(["555"])]
+    cfg = FilterConfig(voters=3, vote_threshold=0.6)
+    assert filter_labels(voters, [2], cfg)[0].label == "55"
+    voters = [voter(["55"]), voter(["56"]), voter(["555"])]
+    assert filter_labels(voters, [2], cfg)[0].label is None  # 1-1 tie after the length filter

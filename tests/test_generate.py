@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+
+from selfimprove.config import ModelConfig
+from selfimprove.generate import complete, generate
+from selfimprove.model import Transformer
+from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
+
+
+def tiny_model(pos_encoding: str, seed: int = 0) -> Transformer:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(n_layer=2, n_head=2, n_embd=32, ffn_hidden=64, pos_encoding=pos_encoding, block_size=48)
+    model = Transformer(cfg, Tokenizer().vocab_size).eval()
+    with torch.no_grad():  # larger weights than the init so logits are far from ties and EOS comes early
+        for p in model.parameters():
+            p.mul_(8.0)
+    return model
+
+
+@torch.no_grad()
+def recompute_greedy(model: Transformer, prompts: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    """Reference decoding: re-run the whole sequence at every step, each row on its own."""
+    out = torch.full((len(prompts), max_new_tokens), PAD)
+    for row, prompt in enumerate(prompts):
+        seq = prompt.tolist()
+        for step in range(max_new_tokens):
+            token = int(model(torch.tensor([seq]))[0, -1].argmax())
+            out[row, step] = token
+            if token == EOS:
+                break
+            seq.append(token)
+    return out
+
+
+@pytest.mark.parametrize("pos_encoding", ["nope", "rope", "learned"])
+def test_cached_decoding_equals_full_recomputation(pos_encoding):
+    model = tiny_model(pos_encoding)
+    tok = Tokenizer()
+    rng = np.random.default_rng(0)
+    prompts = torch.from_numpy(
+        np.concatenate(
+            [
+                np.full((16, 1), BOS),
+                tok.encode_batch(["".join(map(str, rng.integers(0, 10, 9))) + "=" for _ in range(16)]),
+            ],
+            axis=1,
+        )
+    )
+    out = generate(model, prompts, max_new_tokens=20)
+    reference = recompute_greedy(model, prompts, 20)
+    assert torch.equal(out.tokens, reference)
+    assert torch.equal(out.finished, (reference == EOS).any(1))
+
+
+def test_rows_stop_at_their_own_eos():
+    model = tiny_model("nope")
+    tok = Tokenizer()
+    prompts = torch.from_numpy(
+        np.concatenate([np.full((64, 1), BOS), tok.encode_batch([f"{i:02d}=" for i in range(64)])], axis=1)
+    )
+    out = generate(model, prompts, max_new_tokens=30)
+    ends = [row.tolist().index(EOS) if EOS in row.tolist() else None for row in out.tokens]
+    assert len({e for e in ends if e is not None}) > 1, "the test needs rows that end at different steps"
+    for row, end in zip(out.tokens, ends, strict=True):
+        if end is not None:
+            assert (row[end + 1 :] == PAD).all()  # nothing emitted after a row's EOS
+    assert ((out.min_prob > 0) & (out.min_prob <= 1)).all()
+
+
+def test_complete_groups_mixed_lengths_and_keeps_order():
+    model = tiny_model("nope", seed=1)
+    tok = Tokenizer()
+    prompts = ["12=", "345=", "6=", "7890=", "11="]
+    expected = [2, 3, 1, 4, 2]
+    together = complete(model, tok, prompts, expected, batch_size=2, device=torch.device("cpu"))
+    for i, prompt in enumerate(prompts):
+        alone = complete(model, tok, [prompt], [expected[i]], batch_size=1, device=torch.device("cpu"))
+        assert together.labels[i] == alone.labels[0]
+        assert together.finished[i] == alone.finished[0]
