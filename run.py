@@ -31,12 +31,10 @@ def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
 def main(cfg: DictConfig) -> None:
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
     try:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)  # the resumed run's own dir on resume
         if cfg.resume:
-            run_dir = Path(cfg.resume)
             cfg = resume_config(run_dir, overrides)
             overrides = saved_run(run_dir)["overrides"]
-        else:
-            run_dir = Path(HydraConfig.get().runtime.output_dir)
         validate(cfg)
         run(cfg, run_dir, overrides)
     except (ConfigError, ResumeError, CorruptFileError, NonFiniteLossError) as e:
@@ -44,5 +42,17 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+def check_resume_argument(argv: list[str]) -> None:
+    """Refuse a resume path that is not a run directory before Hydra creates or writes anything there."""
+    for arg in argv:
+        if arg.startswith("resume=") and arg.removeprefix("resume=") not in ("", "null"):
+            try:
+                saved_run(Path(arg.removeprefix("resume=")))
+            except (ResumeError, CorruptFileError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                sys.exit(2)
+
+
 if __name__ == "__main__":
+    check_resume_argument(sys.argv[1:])
     main()

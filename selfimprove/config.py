@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -77,19 +77,19 @@ class FilterConfig:
     length: bool = True  # keep only labels of the task's answer length
     voters: int = 1  # independently seeded models labelling every prompt
     vote_threshold: float = 0.5  # keep the most common label when more than this share of voters gave it
-    min_confidence: float = 0.0  # keep labels whose least probable token has at least this probability
+    min_confidence: float = 0.8  # keep labels whose least probable token has at least this probability (0: off)
 
 
 @dataclass
 class MixingConfig:
-    newest_share: float = 0.5  # share of each batch drawn from the newest round's data
+    newest_share: float = 0.2  # share of each batch drawn from the newest round's data
     base_share: float = 0.5  # of the rest, the share of fresh base-range data; older rounds get the remainder
 
 
 @dataclass
 class SIConfig:
     schedule: str = "linear"  # linear | accelerated
-    rounds: int = 6
+    rounds: int = 8
     length_step: int = 1  # linear: lengths added per round
     accelerate_threshold: float = 0.99  # accelerated: extend over lengths at least this accurate
     samples_per_round: int = 8000
@@ -121,6 +121,9 @@ class Config:
 
 
 def register_configs() -> None:
+    """Schemas into the ConfigStore, and the resolver conf/config.yaml uses to place resumed runs."""
+    if not OmegaConf.has_resolver("if_resume"):
+        OmegaConf.register_new_resolver("if_resume", lambda resume, then, otherwise: then if resume else otherwise)
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, node in [

@@ -86,7 +86,7 @@ def round_mixture(
     """Sources and weights for training after a round: the newest round's data gets `newest_share`,
     the rest is split between base data (`base_share` of it) and all older rounds pooled together.
     Sources with no data drop out, their weight going to the others."""
-    newest = [e for e in rounds[-1]] if rounds else []
+    newest = list(rounds[-1]) if rounds else []
     older = [e for r in rounds[:-1] for e in r]
     rest = 1.0 - newest_share if newest else 1.0
     parts: list[tuple[Source, float]] = [(base, rest * base_share if older else rest)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -26,8 +27,8 @@ class MetricsLogger:
                 mode=cfg.mode,
                 dir=str(path.parent),
                 name=run_name,
-                id=run_name.replace("/", "-"),
-                resume="allow",
+                id=hashlib.sha1(str(path.parent.resolve()).encode()).hexdigest()[:16],  # one id per run dir
+                resume="allow",  # a resumed run keeps logging into the same wandb run
                 config=config,  # a plain container: wandb cannot serialise DictConfig nodes
                 tags=list(cfg.tags),
             )

@@ -65,20 +65,25 @@ def check_resumable(saved: dict[str, Any], cfg: DictConfig) -> None:
         raise ResumeError("resuming would change results, refused: " + "; ".join(changed))
 
 
-def run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Run (or continue) the experiment in `run_dir`; returns the summary."""
+def open_run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> stages.Context:
+    """The stage context for `run_dir`: records run.json in a new run, refuses a result-changing resume."""
     run_dir = Path(run_dir)
-    started = time.perf_counter()
     if (run_dir / "run.json").exists():
         check_resumable(saved_run(run_dir), cfg)
     else:
         atomic_write_json(run_dir / "run.json", {"overrides": list(overrides), "config": result_config(cfg)})
-    ctx = stages.Context.create(cfg, run_dir)
+    return stages.Context.create(cfg, run_dir)
+
+
+def run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Run (or continue) the experiment in `run_dir`; returns the summary."""
+    started = time.perf_counter()
+    ctx = open_run(cfg, run_dir, overrides)
     try:
         summary = _rounds(ctx)
     finally:
         ctx.metrics.close()
-    print(f"run dir: {run_dir}  (this process: {time.perf_counter() - started:.0f}s)")
+    print(f"run dir: {ctx.run.root}  (this process: {time.perf_counter() - started:.0f}s)")
     return summary
 
 
@@ -87,14 +92,14 @@ def _rounds(ctx: stages.Context) -> dict[str, Any]:
     for voter in range(ctx.voters):
         stages.train_base(ctx, voter)
     stages.evaluate(ctx, 0)
-    summary = _publish(ctx)
+    summary = publish(ctx)
     for round_ in range(1, cfg.si.rounds + 1):
         stages.label(ctx, round_)
         for voter in range(ctx.voters):
             stages.train_round(ctx, round_, voter)
         stages.evaluate(ctx, round_)
         stopped = collapse(ctx, round_)
-        summary = _publish(ctx, stopped)
+        summary = publish(ctx, stopped)
         if stopped:
             print(stopped)
             break
@@ -114,7 +119,7 @@ def collapse(ctx: stages.Context, round_: int) -> str | None:
     )
 
 
-def _publish(ctx: stages.Context, stopped: str | None = None) -> dict[str, Any]:
+def publish(ctx: stages.Context, stopped: str | None = None) -> dict[str, Any]:
     summary = report.summarize(ctx, stopped)
     atomic_write_json(ctx.run.summary, summary)
     report.plot(summary, ctx.run.plots)

@@ -67,7 +67,7 @@ class Context:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         config = OmegaConf.to_container(cfg, resolve=True)
-        metrics = MetricsLogger(run.metrics, cfg.logger, config, run_name=run.root.name)
+        metrics = MetricsLogger(run.metrics, cfg.logger, config, run_name=f"{run.root.parent.name}/{run.root.name}")
         return cls(cfg, run, get_task(cfg.data.task), Tokenizer(), device, metrics)
 
     @property

@@ -10,6 +10,7 @@ A real SIGKILL: no exception handler, atexit hook or finally block runs.
 from __future__ import annotations
 
 import os
+import runpy
 import signal
 import sys
 from pathlib import Path
@@ -55,8 +56,5 @@ elif kind == "rename":
 else:
     raise SystemExit(f"unknown crash point {kind!r}")
 
-sys.argv[0] = "run.py"
-os.chdir(Path(__file__).resolve().parents[1])
-import run  # noqa: E402
-
-run.main()
+# Run run.py as a script, so that Hydra finds conf/ beside it.
+runpy.run_path(str(Path(__file__).resolve().parents[1] / "run.py"), run_name="__main__")

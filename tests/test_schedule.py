@@ -33,7 +33,7 @@ def test_wsd_schedule():
     assert lrs[0] == pytest.approx(peak / 10) and lrs[9] == pytest.approx(peak)
     assert all(lr == peak for lr in lrs[10:80])  # stable
     assert lrs[-1] == pytest.approx(peak * cfg.optim.min_lr_ratio)  # decayed to the floor
-    assert all(a >= b for a, b in itertools.pairwise(lrs))
+    assert all(a > b for a, b in itertools.pairwise(lrs[79:]))  # decaying
 
 
 def test_cosine_schedule():
