@@ -1,7 +1,7 @@
-"""Config schemas: one dataclass per Hydra group, registered in the ConfigStore.
+"""Config schemas: one dataclass per Hydra group, under one root schema registered in the ConfigStore.
 
-The YAML files under conf/ name these schemas in their defaults lists, so a mistyped key or a
-value of the wrong type fails at composition with Hydra's own error. Checks that span several
+conf/config.yaml names the root schema first in its defaults list, so a mistyped key or a value of
+the wrong type in any group file or override fails at composition with Hydra's own error. Checks that span several
 values (a block size too small for the lengths the schedule will reach, ...) live in `validate`.
 """
 
@@ -41,7 +41,7 @@ class DataConfig:
     loss_on_prompt: bool = False  # the seed trained on the whole sequence; default is answer tokens only
     eval_samples: int = 1000  # fresh held-out prompts per length
     eval_lookahead: int = 3  # evaluate this many lengths past the longest trained one
-    eval_batch_size: int = 1024
+    generate_batch_size: int = 1024  # prompts per greedy-decoding batch (labelling and evaluation)
 
 
 @dataclass
@@ -124,16 +124,8 @@ def register_configs() -> None:
     """Schemas into the ConfigStore, and the resolver conf/config.yaml uses to place resumed runs."""
     if not OmegaConf.has_resolver("if_resume"):
         OmegaConf.register_new_resolver("if_resume", lambda resume, then, otherwise: then if resume else otherwise)
-    cs = ConfigStore.instance()
-    cs.store(name="config_schema", node=Config)
-    for group, node in [
-        ("model", ModelConfig),
-        ("data", DataConfig),
-        ("training", TrainingConfig),
-        ("si", SIConfig),
-        ("logger", LoggerConfig),
-    ]:
-        cs.store(group=group, name=f"{group}_schema", node=node)
+    # One schema for the whole tree: its typed fields check every group file merged into them.
+    ConfigStore.instance().store(name="config_schema", node=Config)
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -192,7 +184,10 @@ def validate(cfg: Any) -> None:
         f"data.base_min_length={d.base_min_length} > data.base_max_length={d.base_max_length}: "
         "the base length range is empty",
     )
-    need(d.eval_samples >= 1 and d.eval_batch_size >= 1, "data.eval_samples and eval_batch_size must be >= 1")
+    need(
+        d.eval_samples >= 1 and d.generate_batch_size >= 1,
+        "data.eval_samples and data.generate_batch_size must be >= 1",
+    )
     need(d.eval_lookahead >= 1, f"data.eval_lookahead={d.eval_lookahead} must be at least 1")
 
     t = cfg.training

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from selfimprove.model import Transformer
 from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
@@ -67,11 +68,12 @@ def complete(
     answer_length: Sequence[int],
     batch_size: int,
     device: torch.device,
+    progress: str | None = None,
 ) -> Completions:
     """Greedy answers to `prompts`, batched by prompt length so no padding is ever computed.
 
     `answer_length[i]` is the expected answer length of prompt i; generation stops LENGTH_SLACK
-    tokens past it (plus EOS).
+    tokens past it (plus EOS). `progress` names a tqdm bar (None: no bar).
     """
     was_training = model.training
     model.eval()
@@ -81,6 +83,7 @@ def complete(
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, (prompt, n) in enumerate(zip(prompts, answer_length, strict=True)):
         groups[len(prompt), n].append(i)
+    bar = tqdm(total=len(prompts), desc=progress, disable=progress is None, leave=False, dynamic_ncols=True)
     for (prompt_len, n), indices in groups.items():
         max_new = min(n + 1 + LENGTH_SLACK, model.cfg.block_size - prompt_len)
         for start in range(0, len(indices), batch_size):
@@ -93,5 +96,7 @@ def complete(
             min_prob[chunk] = out.min_prob.cpu().numpy()
             for row, i in enumerate(chunk):
                 labels[i] = tokenizer.decode(tokens[row])
+            bar.update(len(chunk))
+    bar.close()
     model.train(was_training)
     return Completions(labels, finished, min_prob)

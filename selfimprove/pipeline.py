@@ -22,7 +22,7 @@ RESUME_FREE = (
     "training.threads",
     "training.log_every",
     "training.checkpoint_every",
-    "data.eval_batch_size",
+    "data.generate_batch_size",
 )
 
 

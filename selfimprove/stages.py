@@ -235,7 +235,9 @@ def label(ctx: Context, round_: int) -> dict:
 
     voters = []
     for voter in range(ctx.voters):
-        out = complete(ctx.load_model(voter), ctx.tokenizer, prompts, expected, cfg.data.eval_batch_size, ctx.device)
+        bar = f"{stage}.voter{voter}" if cfg.progress else None
+        model = ctx.load_model(voter)
+        out = complete(model, ctx.tokenizer, prompts, expected, cfg.data.generate_batch_size, ctx.device, bar)
         voters.append(VoterLabels(out.labels, out.finished, out.min_prob))
     verdicts = filter_labels(voters, expected, cfg.si.filters)
 
@@ -290,8 +292,9 @@ def evaluate(ctx: Context, round_: int) -> dict:
             lengths,
             cfg.data.eval_samples,
             cfg.training.seed,
-            cfg.data.eval_batch_size,
+            cfg.data.generate_batch_size,
             ctx.device,
+            progress=f"{stage}.voter{voter}" if cfg.progress else None,
         )
         per_voter.append([accuracy[n] for n in lengths])
     mean = np.mean(per_voter, axis=0).tolist()
