@@ -80,7 +80,7 @@ def collapsed_before(ctx: stages.Context, round_: int) -> str | None:
     """The collapse message of the first evaluated round before `round_` that collapsed, if any."""
     for r in range(1, round_):
         if ctx.run.is_done(stages.eval_stage(r)):
-            stopped = pipeline.collapse(ctx, r)
+            stopped = pipeline.collapse(ctx.run, r, ctx.cfg.si.collapse_threshold)
             if stopped:
                 return stopped
     return None
@@ -117,7 +117,7 @@ class StageJob(submitit.helpers.Checkpointable):
                 return {"stage": self.stage, "skipped": stopped}
             result = self._run(ctx)
             if self.kind == "eval":
-                stopped = pipeline.collapse(ctx, self.round) if self.round else None
+                stopped = pipeline.collapse(ctx.run, self.round, cfg.si.collapse_threshold) if self.round else None
                 pipeline.publish(ctx, stopped)
                 result = {**result, "stopped": stopped}
             return {"stage": self.stage, **result}

@@ -32,22 +32,25 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from selfimprove import pipeline
-from selfimprove.config import ConfigError, LoggerConfig, register_configs, validate
+from selfimprove.config import ConfigError, register_configs, validate
 from selfimprove.jobs import StageJob, Step, pipeline_steps, step_jobs
-from selfimprove.logging import MetricsLogger
-from selfimprove.stages import Context
 from selfimprove.store import CorruptFileError, RunDir
 from selfimprove.sweepdir import ACTIVE, SWEEP_FILE, LaunchError, SweepDir, job_states, queued_states, status
-from selfimprove.tasks import get_task
-from selfimprove.tokenizer import Tokenizer
 
 CLUSTERS = ("slurm", "local", "debug")
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # Launcher keys that sweep.py sets itself (per step) or that only make sense in a Hydra multirun.
 OWN_LAUNCHER_KEYS = ("_target_", "submitit_folder", "name")
 # submitit's cluster-independent parameters; every other launcher key is prefixed with the cluster's name.
-GENERIC_PARAMS = {"timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "mem_gb", "nodes"}
-GENERIC_PARAMS.add("stderr_to_stdout")
+GENERIC_PARAMS = {
+    "timeout_min",
+    "cpus_per_task",
+    "gpus_per_node",
+    "tasks_per_node",
+    "mem_gb",
+    "nodes",
+    "stderr_to_stdout",
+}
 
 
 # -- the grid ---------------------------------------------------------------------------------------
@@ -159,8 +162,8 @@ def default_dir() -> Path:
     return Path("outputs") / "sweeps" / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
 
 
-def check_slurm() -> None:
-    """SLURM must answer before anything is submitted."""
+def check_slurm(partition: str | None) -> None:
+    """SLURM must answer, and know the partition asked for, before anything is submitted."""
     for command in ("sbatch", "srun", "sinfo"):
         if shutil.which(command) is None:
             raise LaunchError(f"SLURM is not reachable: `{command}` not found (use --cluster local or debug)")
@@ -171,6 +174,11 @@ def check_slurm() -> None:
     if proc.returncode != 0:
         message = " ".join((proc.stderr or proc.stdout).split()) or f"exit status {proc.returncode}"
         raise LaunchError(f"SLURM is not reachable: `sinfo` failed: {message}")
+    partitions = [p.rstrip("*") for p in proc.stdout.split()]
+    if partition and partition not in partitions:
+        raise LaunchError(
+            f"hydra.launcher.partition={partition}: no such partition (SLURM has {', '.join(partitions)})"
+        )
 
 
 # -- planning ---------------------------------------------------------------------------------------
@@ -197,13 +205,6 @@ class Plan:
     stopped: str | None = None
 
 
-def _marker_context(cfg: DictConfig, run_dir: Path) -> Context:
-    """A context for reading markers only (pipeline.collapse): no device, no wandb."""
-    run = RunDir(run_dir)
-    metrics = MetricsLogger(run.metrics, LoggerConfig(), {}, "")  # logger "none": writes nothing until used
-    return Context(cfg, run, get_task(cfg.data.task), Tokenizer(), None, metrics)  # type: ignore[arg-type]
-
-
 def plan(point: Point, sweep: SweepDir | None, states: dict[str, str], threads: int) -> Plan:
     """What is left of a point's graph: steps after a collapse are dropped, stages marked done are skipped,
     and a task whose latest job is still active is waited for instead of resubmitted."""
@@ -211,10 +212,9 @@ def plan(point: Point, sweep: SweepDir | None, states: dict[str, str], threads: 
     run = RunDir(point.run_dir)
     stopped = None
     if run.run_json.exists():
-        ctx = _marker_context(point.cfg, point.run_dir)
         for i, step in enumerate(steps):
             if step.kind == "eval" and step.round and run.is_done(step.stages()[0]):
-                stopped = pipeline.collapse(ctx, step.round)
+                stopped = pipeline.collapse(run, step.round, point.cfg.si.collapse_threshold)
                 if stopped:  # the in-process loop stops here too
                     steps = steps[: i + 1]
                     break
@@ -344,8 +344,8 @@ def run_blocking(
             if todos:
                 todo = todos.pop(0)
                 jobs = executor.submit_array([t.job for t in todo.tasks])
-                for task, job in zip(todo.tasks, jobs, strict=True):
-                    _record(sweep, num, task, job, cluster, launch, "RUNNING")
+                for task, job in zip(todo.tasks, jobs, strict=True):  # debug jobs run one by one, when waited for
+                    _record(sweep, num, task, job, cluster, launch, "RUNNING" if cluster == "local" else "PENDING")
                 wave.append((num, todo, jobs))
         sweep.save()
         for num, todo, jobs in wave:
@@ -397,7 +397,7 @@ def launch(req: Request) -> int:
         print(describe([plan(p, sweep, states, threads) for p in points]))
         return 0
     if cluster == "slurm":
-        check_slurm()
+        check_slurm(params.get("partition"))
 
     sweep = sweep or SweepDir(root)
     with sweep.lock():
@@ -426,7 +426,14 @@ def launch(req: Request) -> int:
         if cluster != "slurm":
             run_blocking(sweep, plans, executor, cluster, launch_no)
         else:
-            ids = submit_slurm(sweep, plans, executor, params, launch_no)
+            try:
+                ids = submit_slurm(sweep, plans, executor, params, launch_no)
+            except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError, OSError) as e:
+                sweep.save()
+                raise LaunchError(
+                    f"sbatch failed: {_one_line(e)} (any job submitted before is recorded in {sweep.file};"
+                    " re-running sweep.py on the directory resumes)"
+                ) from None
             print(f"submitted {len(ids)} job(s); status: python sweep.py status {sweep.root}")
             if not req.wait:
                 print(f"(the jobs run on their own; `python sweep.py --dir {sweep.root}` resumes the sweep)")

@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from selfimprove import report, stages
-from selfimprove.store import atomic_write_json, read_json
+from selfimprove.store import RunDir, atomic_write_json, read_json
 
 # Keys that may change when a run resumes: they change how it runs, not what it computes.
 RESUME_FREE = (
@@ -98,7 +98,7 @@ def _rounds(ctx: stages.Context) -> dict[str, Any]:
         for voter in range(ctx.voters):
             stages.train_round(ctx, round_, voter)
         stages.evaluate(ctx, round_)
-        stopped = collapse(ctx, round_)
+        stopped = collapse(ctx.run, round_, cfg.si.collapse_threshold)
         summary = publish(ctx, stopped)
         if stopped:
             print(stopped)
@@ -106,16 +106,16 @@ def _rounds(ctx: stages.Context) -> dict[str, Any]:
     return summary
 
 
-def collapse(ctx: stages.Context, round_: int) -> str | None:
-    """A message when accuracy at the round's newest length fell below si.collapse_threshold."""
-    newest = max(stages.round_targets(ctx, round_))
-    accuracy = stages.accuracy_after(ctx, round_)[newest]
-    threshold = ctx.cfg.si.collapse_threshold
+def collapse(run: RunDir, round_: int, threshold: float) -> str | None:
+    """A message when accuracy at the round's newest length fell below `threshold` (si.collapse_threshold),
+    read from the round's markers."""
+    newest = max(stages.round_targets(run, round_))
+    accuracy = stages.accuracy_after(run, round_)[newest]
     if accuracy >= threshold:
         return None
     return (
         f"collapse: after round {round_} accuracy at length {newest} is {accuracy:.3f} < "
-        f"si.collapse_threshold={threshold}; stopping (every finished round is kept in {ctx.run.root})"
+        f"si.collapse_threshold={threshold}; stopping (every finished round is kept in {run.root})"
     )
 
 

@@ -97,6 +97,19 @@ class SweepDir:
             f.flush()
             yield
 
+    def launcher_running(self) -> bool:
+        """Whether a sweep.py holds the lock now (a local or debug launcher runs until its jobs end)."""
+        path = self.root / ".sweep.lock"
+        if not path.exists():
+            return False
+        with path.open("a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+
 
 # -- job states -------------------------------------------------------------------------------------
 def queued_states() -> dict[str, str]:
@@ -148,17 +161,19 @@ def _from_result_pickle(record: dict[str, Any]) -> str | None:
     return "COMPLETED" if outcome == "success" else "FAILED"
 
 
-def job_states(records: list[dict[str, Any]]) -> dict[str, str]:
-    """The state of each recorded job, by id: the scheduler's word for SLURM jobs, the launcher's for the rest."""
+def job_states(records: list[dict[str, Any]], launcher_running: bool = False) -> dict[str, str]:
+    """The state of each recorded job, by id: the scheduler's word for SLURM jobs, the launcher's record for
+    local and debug jobs (checked against the processes still alive: a killed launcher leaves no liar)."""
     slurm = slurm_states([r["id"] for r in records if r["cluster"] == "slurm"])
     states = {}
     for r in records:
+        state = r.get("state") or "UNKNOWN"
         if r["cluster"] == "slurm":
             state = slurm.get(r["id"]) or _from_result_pickle(r) or "UNKNOWN"
-        elif r["cluster"] == "local" and r.get("state") == "RUNNING":
+        elif r["cluster"] == "local" and state == "RUNNING":
             state = "RUNNING" if _local_alive(r["id"]) else _from_result_pickle(r) or "INTERRUPTED"
-        else:
-            state = r.get("state") or "UNKNOWN"
+        elif r["cluster"] == "debug" and state in ("PENDING", "RUNNING") and not launcher_running:
+            state = "INTERRUPTED"  # it ran inside a launcher that is gone
         states[r["id"]] = state
     return states
 
@@ -170,22 +185,23 @@ class Report:
     failed: bool
 
 
-def traceback_tail(path: Path, lines: int = 6) -> list[str]:
-    """The last lines of the last traceback in a job's log (or of the log when it has none)."""
+def traceback_tail(path: Path, lines: int = 8) -> list[str]:
+    """The last lines of the last traceback in a job's log (or of the log when it has none), without the
+    scheduler's own lines after it."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return [f"(no log at {path})"]
     start = text.rfind("Traceback (most recent call last)")
     body = (text[start:] if start >= 0 else text).rstrip().splitlines()
-    return body[-lines:]
+    return [line for line in body if not line.startswith(("srun: ", "slurmstepd"))][-lines:]
 
 
 def status(root: str | Path) -> Report:
     """A table per pipeline: the stage it reached, its jobs' states, the latest reach and label accuracy,
     and for each failed job the path of its log and the end of its traceback."""
     sweep = SweepDir.load(root)
-    states = job_states(sweep.records())
+    states = job_states(sweep.records(), sweep.launcher_running())
     lines, failed = [f"sweep dir: {sweep.root}   ({len(sweep.data['points'])} pipeline(s))"], False
     extras = sweep.data.get("resume_overrides") or []
     for entry in sweep.data["points"]:

@@ -1,0 +1,250 @@
+"""sweep.py without SLURM: job graphs on the debug (in-process) and local (processes) clusters, resume after a
+failure, a local job preempted mid-training, Hydra multiruns, and bad input. SLURM itself: test_slurm.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import QUICK, REPO, run_cli
+
+from selfimprove import launch
+from selfimprove.jobs import pipeline_steps
+
+# Tiny pipelines: 2 voters, one torch thread per job (the 2-core CI machine runs several jobs at once).
+TINY = ["experiment=quick", "si.filters.voters=2", "training.threads=1"]
+
+
+def sweep_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python sweep.py ...` as a user runs it."""
+    return run_cli(*args, script="sweep.py", timeout=timeout, env=env)
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def markers(run_dir: Path) -> dict[str, dict]:
+    """Every stage result, without its timing."""
+    out = {}
+    for path in sorted((run_dir / "done").glob("*.json")):
+        result = json.loads(path.read_text())
+        result.pop("seconds", None)
+        out[path.stem] = result
+    return out
+
+
+def mtimes(run_dir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (run_dir / "done").glob("*.json")}
+
+
+# -- the graph and the grid (in-process, fast) -------------------------------------------------------
+def test_pipeline_graph():
+    steps = pipeline_steps(voters=2, rounds=2)
+    names = [s.name for s in steps]
+    assert names == ["base", "eval r0", "label r1", "train r1", "eval r1", "label r2", "train r2", "eval r2"]
+    after = {s.name: [steps[a].name for a in s.after] for s in steps}
+    assert after["label r1"] == ["base", "eval r0"]  # every voter, and the evaluation the schedule reads
+    assert after["train r1"] == ["label r1"] and after["eval r1"] == ["train r1"]
+    assert after["label r2"] == ["train r1", "eval r1"]
+    assert steps[0].stages() == ["base.voter0", "base.voter1"] and steps[0].is_array
+    assert steps[3].stages() == ["train.round001.voter0", "train.round001.voter1"]
+    assert steps[2].stages() == ["label.round001"] and not steps[2].is_array
+
+
+def test_grid_expands_like_a_hydra_multirun():
+    assert launch.expand(["data=copy,reverse", "si.rounds=2,4", "experiment=quick"]) == [
+        ["data=copy", "si.rounds=2", "experiment=quick"],
+        ["data=copy", "si.rounds=4", "experiment=quick"],
+        ["data=reverse", "si.rounds=2", "experiment=quick"],
+        ["data=reverse", "si.rounds=4", "experiment=quick"],
+    ]
+    config, launcher = launch.parse_overrides(["data=copy,reverse", "hydra.launcher.partition=gpu"])
+    assert config == ["data=copy,reverse"] and launcher == ["hydra.launcher.partition=gpu"]
+
+
+def test_project_launcher_defaults():
+    with launch._hydra():
+        slurm = launch.launcher_params("slurm", ["hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=1"])
+        local = launch.launcher_params("local", [])
+    assert slurm["partition"] == "gpu" and slurm["gpus_per_node"] == 1
+    assert slurm["max_num_timeout"] == 3 and slurm["cpus_per_task"] == 1 and slurm["timeout_min"] == 60
+    assert local["cpus_per_task"] == 1 and local["timeout_min"] == 600
+    assert "submitit_folder" not in slurm and "_target_" not in local  # sweep.py sets those itself
+
+
+# -- bad input: one line, exit 2, nothing written ---------------------------------------------------
+@pytest.mark.slow
+def test_dry_run_prints_the_graph_and_writes_nothing(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = sweep_cli("data=copy,reverse", "si.rounds=1,2", *TINY[:2], "--dry-run", "--dir", str(sweep_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("pipeline ") == 4
+    assert "pipeline 3: data=reverse si.rounds=2" in proc.stdout
+    assert "label r2   job          after: train r1, eval r1" in proc.stdout
+    assert "train r2   array of 2" in proc.stdout
+    assert not sweep_dir.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cluster", "pbs"], "unknown cluster 'pbs': choose one of slurm, local, debug"),
+        (["--cluster", "debug", "model=huge"], "Could not find 'model/huge'"),
+        (["--cluster", "debug", "model.n_layers=4"], "n_layers"),
+        (["--cluster", "debug", "si.filters.voters=2,0"], "si.filters.voters=0 must be at least 1"),
+        (["--cluster", "debug", "hydra.run.dir=x"], "sweep.py takes hydra.launcher.* settings only"),
+        (["--cluster", "local", "hydra.launcher.partitions=gpu"], "launcher settings"),
+    ],
+)
+def test_bad_input_stops_before_anything_is_submitted(tmp_path, args, message):
+    sweep_dir = tmp_path / "sweep"
+    proc = sweep_cli(*TINY, *args, "--dir", str(sweep_dir))
+    assert message in one_error_line(proc)
+    assert not sweep_dir.exists()
+
+
+@pytest.mark.slow
+def test_a_directory_that_is_not_a_sweep(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert "is not a sweep directory" in one_error_line(sweep_cli("status", str(tmp_path)))
+    proc = sweep_cli(*TINY, "--cluster", "debug", "--dir", str(tmp_path))
+    assert "is not a sweep directory (no sweep.json) and not empty" in one_error_line(proc)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_slurm_that_is_not_reachable(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    no_slurm = {"PATH": str(tmp_path / "empty-bin")}  # no sbatch, srun or sinfo anywhere
+    proc = sweep_cli(*TINY, "--cluster", "slurm", "--dir", str(sweep_dir), env=no_slurm)
+    assert "SLURM is not reachable: `sbatch` not found" in one_error_line(proc)
+    if shutil.which("sinfo"):  # installed, but its controller does not answer
+        conf = tmp_path / "slurm.conf"
+        conf.write_text(
+            "ClusterName=nowhere\nSlurmctldHost=nowhere(127.0.0.1)\nSlurmctldPort=6999\n"
+            "NodeName=n1 CPUs=1\nPartitionName=p Nodes=n1\n"
+        )
+        proc = sweep_cli(*TINY, "--cluster", "slurm", "--dir", str(sweep_dir), env={"SLURM_CONF": str(conf)})
+        assert "SLURM is not reachable: `sinfo` failed: slurm_load_partitions: Unable" in one_error_line(proc)
+    assert not sweep_dir.exists()
+
+
+# -- pipelines on the debug and local clusters ------------------------------------------------------
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    """Base training and one round of the same experiment through run.py, in one process, uninterrupted."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    proc = run_cli(*QUICK, *TINY, "si.rounds=1", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cluster", ["debug", "local"])
+def test_pipeline_fails_shows_in_status_and_resumes(tmp_path, reference_run, cluster):
+    sweep_dir = tmp_path / "sweep"
+    run_dir = sweep_dir / "0"
+    proc = sweep_cli(*TINY, "si.rounds=0", "--cluster", cluster, "--dir", str(sweep_dir))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "reached: finished" in proc.stdout
+    record = json.loads((sweep_dir / "sweep.json").read_text())
+    assert record["points"][0]["overrides"] == [*TINY, "si.rounds=0"]
+    assert {stage: jobs[-1]["state"] for stage, jobs in record["jobs"]["0"].items()} == {
+        "base.voter0": "COMPLETED",
+        "base.voter1": "COMPLETED",
+        "eval.round000": "COMPLETED",
+    }
+
+    # A change that would alter finished results is refused, before anything runs.
+    proc = sweep_cli("--dir", str(sweep_dir), "model.n_layer=3")
+    assert "only ones that do not change results" in one_error_line(proc)
+
+    # Add a round, with voter 1's checkpoint broken: labelling fails, and status says where and why.
+    checkpoint = run_dir / "checkpoints" / "voter1" / "latest.pt"
+    good = checkpoint.read_bytes()
+    checkpoint.write_bytes(b"not a checkpoint")
+    before = mtimes(run_dir)
+    proc = sweep_cli("--dir", str(sweep_dir), "si.rounds=1")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = sweep_cli("status", str(sweep_dir))
+    assert report.returncode == 0
+    assert "reached: at label r1" in report.stdout and "(resumed with si.rounds=1)" in report.stdout
+    line = next(x for x in report.stdout.splitlines() if x.startswith("FAILED label.round001"))
+    log = Path(line.split("log: ")[1])
+    assert log.exists() and log.is_relative_to(sweep_dir / ".submitit")
+    assert f"CorruptFileError: corrupt checkpoint {checkpoint}" in report.stdout  # the traceback's last line
+
+    # Fixed: re-running on the sweep directory finishes it; nothing finished is run again.
+    checkpoint.write_bytes(good)
+    proc = sweep_cli("--dir", str(sweep_dir))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "reached: finished" in proc.stdout and "FAILED" not in proc.stdout
+    after = mtimes(run_dir)
+    assert {k: after[k] for k in before} == before
+    # The jobs called the stage functions run.py calls: what the uninterrupted run computes, stage by stage.
+    assert markers(run_dir) == markers(reference_run)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [r["round"] for r in summary["rounds"]] == [0, 1]
+
+
+@pytest.mark.slow
+def test_local_job_preempted_mid_training_requeues_and_resumes(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    checkpoint = sweep_dir / "0" / "checkpoints" / "voter0" / "latest.pt"
+    args = [*TINY, "si.filters.voters=1", "si.rounds=0", "training.base_steps=400", "training.checkpoint_every=20"]
+    launcher = subprocess.Popen(
+        [sys.executable, str(REPO / "sweep.py"), *args, "--cluster", "local", "--dir", str(sweep_dir)],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while not checkpoint.exists():  # training has begun and saved a checkpoint
+            assert launcher.poll() is None and time.time() < deadline, "no checkpoint appeared"
+            time.sleep(0.2)
+        record = json.loads((sweep_dir / "sweep.json").read_text())
+        controller = record["jobs"]["0"]["base.voter0"][-1]["id"]  # a local job is its controller process
+        children = subprocess.run(["pgrep", "-P", controller], capture_output=True, text=True).stdout.split()
+        assert len(children) == 1
+        os.kill(int(children[0]), signal.SIGUSR2)  # what submitit's controller sends before a time limit
+        out, _ = launcher.communicate(timeout=240)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 0, out[-3000:]
+    result = json.loads((sweep_dir / "0" / "done" / "base.voter0.json").read_text())
+    assert result["steps"] == 400 and result["resumed_from_step"] > 0
+    log = Path(record["jobs"]["0"]["base.voter0"][-1]["stdout"]).read_text()
+    assert "Requeued job" in log
+    assert "reached: finished" in out
+
+
+# -- Hydra multiruns through run.py -----------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "local"])
+def test_multirun(tmp_path, launcher):
+    sweep_dir = tmp_path / "multirun"
+    extra = [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
+    proc = run_cli(
+        "-m", *extra, *QUICK, "si.rounds=0", "data=copy,reverse", "training.threads=1", f"hydra.sweep.dir={sweep_dir}"
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for num, task in [(0, "copy"), (1, "reverse")]:
+        summary = json.loads((sweep_dir / str(num) / "summary.json").read_text())
+        assert summary["task"] == task and [r["round"] for r in summary["rounds"]] == [0]
+    assert (sweep_dir / ".submitit").is_dir() == (launcher == "local")
