@@ -8,6 +8,7 @@ Training stages also checkpoint every `training.checkpoint_every` steps and resu
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +61,10 @@ class Context:
     @classmethod
     def create(cls, cfg: DictConfig, root: str | Path) -> Context:
         run = RunDir(root)
-        if cfg.training.threads:
-            torch.set_num_threads(cfg.training.threads)
+        # Under SLURM, torch would start a thread per core of the node, not per core of the job.
+        threads = cfg.training.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0))
+        if threads:
+            torch.set_num_threads(threads)
         device = resolve_device(cfg.training.device)
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -84,20 +87,20 @@ class Context:
 
 
 # -- what the markers say ---------------------------------------------------------------------------
-def round_targets(ctx: Context, round_: int) -> list[int]:
-    return ctx.run.result(label_stage(round_))["targets"]
+def round_targets(run: RunDir, round_: int) -> list[int]:
+    return run.result(label_stage(round_))["targets"]
 
 
 def trained_max(ctx: Context, round_: int) -> int:
     """The longest length trained on after `round_` rounds."""
     longest = ctx.cfg.data.base_max_length
     for r in range(1, round_ + 1):
-        longest = max(longest, *round_targets(ctx, r))
+        longest = max(longest, *round_targets(ctx.run, r))
     return longest
 
 
-def accuracy_after(ctx: Context, round_: int) -> dict[int, float]:
-    result = ctx.run.result(eval_stage(round_))
+def accuracy_after(run: RunDir, round_: int) -> dict[int, float]:
+    result = run.result(eval_stage(round_))
     return dict(zip(result["lengths"], result["accuracy"], strict=True))
 
 
@@ -224,7 +227,7 @@ def label(ctx: Context, round_: int) -> dict:
     if run.is_done(stage):
         return run.result(stage)
     started = time.perf_counter()
-    targets = schedule.next_lengths(cfg.si, trained_max(ctx, round_ - 1), accuracy_after(ctx, round_ - 1))
+    targets = schedule.next_lengths(cfg.si, trained_max(ctx, round_ - 1), accuracy_after(ctx.run, round_ - 1))
     rng = np.random.default_rng([cfg.training.seed, LABEL_STREAM, round_])
     share = np.full(len(targets), cfg.si.samples_per_round // len(targets))
     share[: cfg.si.samples_per_round % len(targets)] += 1

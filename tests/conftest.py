@@ -21,6 +21,7 @@ def run_cli(
     return subprocess.run(
         [sys.executable, str(REPO / script), *args],
         cwd=REPO,
+        stdin=subprocess.DEVNULL,  # a failing debug job must not wait on pdb
         capture_output=True,
         text=True,
         timeout=timeout,

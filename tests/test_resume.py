@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import QUICK, REPO, read_jsonl, run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("resume")]  # one worker: one reference run
 
 # Checkpoints every 10 steps, so that kills land inside training stages too.
 ARGS = [*QUICK, "training.checkpoint_every=10"]
