@@ -46,11 +46,17 @@ def sweep(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return run_cli(*args, script="sweep.py", timeout=timeout)
 
 
-def sacct(ids: list[str], *fields: str, duplicates: bool = False) -> list[dict[str, str]]:
-    """One row per job (array task), as sacct records it."""
-    command = ["sacct", "-X", "-n", "-P", "-j", ",".join(ids), "-o", ",".join(["JobID", *fields])]
-    out = subprocess.run(command + (["-D"] if duplicates else []), capture_output=True, text=True, check=True)
-    return [dict(zip(["JobID", *fields], line.split("|"), strict=True)) for line in out.stdout.splitlines()]
+def sacct(ids: list[str], *fields: str, duplicates: bool = False, settle: float = 60) -> list[dict[str, str]]:
+    """One row per job (array task), as sacct records it once no job is still running: a job's end reaches
+    accounting a moment after its result file (which is all submitit and Hydra wait for)."""
+    names = ["JobID", "State", *fields]
+    command = ["sacct", "-X", "-n", "-P", "-j", ",".join(ids), "-o", ",".join(names)]
+    deadline = time.time() + settle
+    while True:
+        out = subprocess.run(command + (["-D"] if duplicates else []), capture_output=True, text=True, check=True)
+        rows = [dict(zip(names, line.split("|"), strict=True)) for line in out.stdout.splitlines()]
+        if time.time() > deadline or not any(r["State"] in ("PENDING", "RUNNING", "COMPLETING") for r in rows):
+            return rows
 
 
 def queued(job_id: str) -> str:
@@ -89,7 +95,7 @@ def test_hydra_multirun_through_submitit_slurm(slurm, tmp_path):
         assert json.loads((sweep_dir / str(num) / "summary.json").read_text())["task"] == task
     ids = sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name))
     assert len(ids) == 2 and ids[0].split("_")[0] == ids[1].split("_")[0]  # one job array
-    assert [row["State"] for row in sacct(ids, "State")] == ["COMPLETED", "COMPLETED"]
+    assert [row["State"] for row in sacct(ids)] == ["COMPLETED", "COMPLETED"]
 
 
 def test_unknown_partition_stops_before_anything_is_submitted(slurm, tmp_path):
@@ -119,7 +125,7 @@ def test_job_graph_runs_with_its_dependencies_in_force(pipeline):
     ids = {i: [jobs[stage][0]["id"] for stage in step.stages()] for i, step in enumerate(steps)}
     assert all(jobs[stage][0]["launch"] == 1 for step in steps for stage in step.stages())
     assert len({i.split("_")[0] for i in ids[0]}) == 1 and len(ids[0]) == 2  # base: one array of 2
-    rows = {row["JobID"]: row for row in sacct([i for s in ids.values() for i in s], "State", "Submit", "Start", "End")}
+    rows = {row["JobID"]: row for row in sacct([i for s in ids.values() for i in s], "Submit", "Start", "End")}
     assert {row["State"] for row in rows.values()} == {"COMPLETED"}
     # Everything was queued before the first job ended: SLURM, not sweep.py, held each job back ...
     assert max(when(r["Submit"]) for r in rows.values()) <= min(when(rows[i]["End"]) for i in ids[0])
@@ -185,7 +191,7 @@ def test_job_sent_the_timeout_signal_requeues_and_resumes_from_its_checkpoint(sl
 
     result = json.loads((sweep_dir / "0" / "done" / "base.voter0.json").read_text())
     assert result["steps"] == 800 and 0 < result["resumed_from_step"] < 800
-    attempts = [row["State"] for row in sacct([job["id"]], "State", duplicates=True)]
+    attempts = [row["State"] for row in sacct([job["id"]], duplicates=True)]
     assert attempts == ["REQUEUED", "COMPLETED"]
     assert "Requeued job" in Path(job["stdout"]).read_text()
     status = sweep("status", str(sweep_dir)).stdout
