@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from selfimprove import schedule
-from selfimprove.data import BaseSource, MixtureSampler, round_mixture
+from selfimprove.data import BaseSource, MixtureSampler, Source, round_mixture
 from selfimprove.evaluate import LABEL_STREAM, TRAIN_STREAM, exact_match
 from selfimprove.filters import VoterLabels, filter_labels
 from selfimprove.generate import complete
@@ -196,7 +196,7 @@ def _last_good(run: RunDir, path: Path) -> str:
     return f"the last good checkpoint is kept: {path} ({checkpoint['stage']}, step {checkpoint['step']})"
 
 
-def _sources(ctx: Context, round_: int) -> list:
+def _sources(ctx: Context, round_: int) -> list[tuple[Source, float]]:
     data = ctx.cfg.data
     base = BaseSource(ctx.task, data.base_min_length, data.base_max_length)
     if round_ == 0:
