@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import submitit
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from selfimprove import pipeline, stages
@@ -107,7 +106,7 @@ class StageJob(submitit.helpers.Checkpointable):
         cfg = make_config(self.config)
         cfg.progress = bool(cfg.progress and sys.stderr.isatty())  # no tqdm bars in job logs
         if not cfg.training.threads and self.threads:
-            torch.set_num_threads(self.threads)  # torch would use every core of the node otherwise
+            cfg.training.threads = self.threads  # Context.create applies it: torch would use every core otherwise
         if RunDir(self.run_dir).is_done(self.stage):
             return {"stage": self.stage, "done": True}
         ctx = pipeline.open_run(cfg, self.run_dir, self.overrides)
