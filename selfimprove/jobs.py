@@ -75,16 +75,6 @@ def make_config(container: dict[str, Any]) -> DictConfig:
     return OmegaConf.merge(OmegaConf.structured(Config), container)  # type: ignore[return-value]
 
 
-def collapsed_before(ctx: stages.Context, round_: int) -> str | None:
-    """The collapse message of the first evaluated round before `round_` that collapsed, if any."""
-    for r in range(1, round_):
-        if ctx.run.is_done(stages.eval_stage(r)):
-            stopped = pipeline.collapse(ctx.run, r, ctx.cfg.si.collapse_threshold)
-            if stopped:
-                return stopped
-    return None
-
-
 @dataclass
 class StageJob(submitit.helpers.Checkpointable):
     """One task of a step. On timeout or preemption submitit calls `checkpoint`, which requeues the same
@@ -111,9 +101,9 @@ class StageJob(submitit.helpers.Checkpointable):
             return {"stage": self.stage, "done": True}
         ctx = pipeline.open_run(cfg, self.run_dir, self.overrides)
         try:
-            stopped = collapsed_before(ctx, self.round)
-            if stopped:  # the in-process loop stops here too: nothing is run and nothing is marked
-                return {"stage": self.stage, "skipped": stopped}
+            collapsed = pipeline.first_collapse(ctx.run, cfg.si.collapse_threshold, self.round - 1)
+            if collapsed:  # the in-process loop stops here too: nothing is run and nothing is marked
+                return {"stage": self.stage, "skipped": collapsed[1]}
             result = self._run(ctx)
             if self.kind == "eval":
                 stopped = pipeline.collapse(ctx.run, self.round, cfg.si.collapse_threshold) if self.round else None

@@ -151,11 +151,8 @@ def _dedupe(overrides: list[str]) -> list[str]:
 
 
 def resume_free(overrides: list[str]) -> bool:
-    for o in OverridesParser.create().parse_overrides(overrides):
-        key = o.key_or_group
-        if o.is_sweep_override() or not any(key == f or key.startswith(f + ".") for f in pipeline.RESUME_FREE):
-            return False
-    return True
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return all(not o.is_sweep_override() and pipeline.resume_free(o.key_or_group) for o in parsed)
 
 
 def default_dir() -> Path:
@@ -211,13 +208,10 @@ def plan(point: Point, sweep: SweepDir | None, states: dict[str, str], threads: 
     steps = pipeline_steps(point.voters, point.rounds)
     run = RunDir(point.run_dir)
     stopped = None
-    if run.run_json.exists():
-        for i, step in enumerate(steps):
-            if step.kind == "eval" and step.round and run.is_done(step.stages()[0]):
-                stopped = pipeline.collapse(run, step.round, point.cfg.si.collapse_threshold)
-                if stopped:  # the in-process loop stops here too
-                    steps = steps[: i + 1]
-                    break
+    collapsed = pipeline.first_collapse(run, point.cfg.si.collapse_threshold, point.rounds)
+    if collapsed:  # the in-process loop stops after that round's evaluation too
+        round_, stopped = collapsed
+        steps = steps[: next(i for i, s in enumerate(steps) if s.kind == "eval" and s.round == round_) + 1]
     container = OmegaConf.to_container(point.cfg, resolve=True)
     todo = []
     for i, step in enumerate(steps):

@@ -39,10 +39,15 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
+def resume_free(key: str) -> bool:
+    """Whether a (dotted) config key may change on resume: it is, or lies under, one of RESUME_FREE."""
+    return any(key == free or key.startswith(free + ".") for free in RESUME_FREE)
+
+
 def result_config(cfg: DictConfig) -> dict[str, Any]:
     """The flattened config values that determine a run's results."""
     flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    return {k: v for k, v in flat.items() if not any(k == f or k.startswith(f + ".") for f in RESUME_FREE)}
+    return {k: v for k, v in flat.items() if not resume_free(k)}
 
 
 def saved_run(run_dir: Path) -> dict[str, Any]:
@@ -117,6 +122,16 @@ def collapse(run: RunDir, round_: int, threshold: float) -> str | None:
         f"collapse: after round {round_} accuracy at length {newest} is {accuracy:.3f} < "
         f"si.collapse_threshold={threshold}; stopping (every finished round is kept in {run.root})"
     )
+
+
+def first_collapse(run: RunDir, threshold: float, rounds: int) -> tuple[int, str] | None:
+    """The first of rounds 1..`rounds` that is evaluated and collapsed, with its message."""
+    for round_ in range(1, rounds + 1):
+        if run.is_done(stages.eval_stage(round_)):
+            stopped = collapse(run, round_, threshold)
+            if stopped:
+                return round_, stopped
+    return None
 
 
 def publish(ctx: stages.Context, stopped: str | None = None) -> dict[str, Any]:
