@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -10,11 +9,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from selfimprove.config import TrainingConfig
-from selfimprove.data import IGNORE, MixtureSampler
+from selfimprove.data import IGNORE, Batch, MixtureSampler
 from selfimprove.model import Transformer
+from selfimprove.precision import autocast
 
 
 class NonFiniteLossError(RuntimeError):
@@ -46,7 +47,7 @@ def lr_at(step: int, total: int, cfg: TrainingConfig) -> float:
     return peak - (peak - floor) * (step - decay_start + 1) / decay_steps
 
 
-def make_optimizer(model: Transformer, cfg: TrainingConfig, device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only; fused kernels on CUDA, foreach elsewhere."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
@@ -57,10 +58,24 @@ def make_optimizer(model: Transformer, cfg: TrainingConfig, device: torch.device
     return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), **fast)
 
 
-def autocast(cfg: TrainingConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    if cfg.precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def train_step(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    cfg: TrainingConfig,
+    device: torch.device,
+) -> torch.Tensor:
+    """One optimiser step on `batch` (already on `device`); returns the loss without a host sync."""
+    with autocast(cfg.precision, device):
+        logits = forward(batch.inputs)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE)
+    loss.backward()
+    if cfg.optim.grad_clip > 0:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip, foreach=True)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
 
 
 @dataclass
@@ -104,15 +119,7 @@ def train_steps(
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = sampler.next_batch().to(device)
-        with autocast(cfg, device):
-            logits = forward(batch.inputs)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE)
-        loss.backward()
-        if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        running += loss.detach()
+        running += train_step(forward, optimizer, batch, cfg, device)
         since_check += 1
         tokens += batch.inputs.numel()
         bar.update(1)
