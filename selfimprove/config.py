@@ -65,7 +65,7 @@ class TrainingConfig:
     warmup_steps: int = 100
     decay_fraction: float = 0.2  # WSD: share of a stage's steps spent decaying
     optim: OptimConfig = field(default_factory=OptimConfig)
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 where the device has fast bf16); also decoding
     compile: bool = False
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     log_every: int = 100
@@ -132,7 +132,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.norm": ("layernorm", "rmsnorm"),
     "model.pos_encoding": ("nope", "rope", "learned"),
     "training.schedule": ("wsd", "cosine"),
-    "training.precision": ("fp32", "bf16"),
+    "training.precision": ("fp32", "bf16", "auto"),
     "si.schedule": ("linear", "accelerated"),
     "logger.name": ("none", "wandb"),
     "logger.mode": ("online", "offline", "disabled"),

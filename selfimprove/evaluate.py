@@ -30,12 +30,14 @@ def exact_match(
     seed: int,
     batch_size: int,
     device: torch.device,
+    precision: str = "fp32",
     progress: str | None = None,
 ) -> dict[int, float]:
     """Share of held-out prompts of each length answered exactly right (and ended with EOS)."""
     examples = [e for n in lengths for e in eval_examples(task, n, samples, seed)]
     expected = [task.answer_length(n) for n in lengths for _ in range(samples)]
-    out = complete(model, tokenizer, [e.prompt for e in examples], expected, batch_size, device, progress)
+    prompts = [e.prompt for e in examples]
+    out = complete(model, tokenizer, prompts, expected, batch_size, device, precision, progress)
     correct = np.array(
         [ok and label == e.answer for ok, label, e in zip(out.finished, out.labels, examples, strict=True)]
     )

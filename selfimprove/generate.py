@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from selfimprove.model import Transformer
+from selfimprove.precision import autocast
 from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
 
 # Tokens allowed past the expected answer length, so that a too-long answer is seen as such
@@ -34,7 +35,9 @@ def generate(model: Transformer, prompts: torch.Tensor, max_new_tokens: int) -> 
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     min_prob = torch.ones(B, device=device)
     rows = torch.arange(B, device=device)  # batch index of every row still generating
-    cache = model.new_cache(B, T + max_new_tokens - 1)  # the last token is never fed back
+    # Under autocast the cache holds what attention sees: bf16 keys and values (half the memory traffic).
+    dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+    cache = model.new_cache(B, T + max_new_tokens - 1, dtype)  # the last token is never fed back
     logits = model(prompts, cache, pos=0)[:, -1]
     for step in range(max_new_tokens):
         prob, token = logits.float().softmax(-1).max(-1)
@@ -68,12 +71,14 @@ def complete(
     answer_length: Sequence[int],
     batch_size: int,
     device: torch.device,
+    precision: str = "fp32",
     progress: str | None = None,
 ) -> Completions:
     """Greedy answers to `prompts`, batched by prompt length so no padding is ever computed.
 
     `answer_length[i]` is the expected answer length of prompt i; generation stops LENGTH_SLACK
-    tokens past it (plus EOS). `progress` names a tqdm bar (None: no bar).
+    tokens past it (plus EOS). `precision` as training's (fp32 | bf16 | auto). `progress` names a
+    tqdm bar (None: no bar).
     """
     was_training = model.training
     model.eval()
@@ -90,7 +95,8 @@ def complete(
             chunk = indices[start : start + batch_size]
             ids = tokenizer.encode_batch([prompts[i] for i in chunk])
             ids = np.concatenate([np.full((len(chunk), 1), BOS), ids], axis=1)
-            out = generate(model, torch.from_numpy(ids).to(device), max_new)
+            with autocast(precision, device):
+                out = generate(model, torch.from_numpy(ids).to(device), max_new)
             tokens = out.tokens.cpu().numpy()
             finished[chunk] = out.finished.cpu().numpy()
             min_prob[chunk] = out.min_prob.cpu().numpy()

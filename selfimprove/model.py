@@ -56,6 +56,16 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
     return nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
 
 
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, dropout: float) -> torch.Tensor:
+    """SDPA. Under bf16 autocast on the CPU, attention that will be backpropagated runs in fp32: PyTorch's
+    bf16 flash-attention backward there is several times slower than the fp32 one, while the matmuls
+    around it gain from bf16 (benchmarks/training.py). Its forward alone is faster in bf16."""
+    if q.device.type == "cpu" and q.requires_grad and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal, dropout_p=dropout)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -82,7 +92,7 @@ class Attention(nn.Module):
             k, v = cache[0][:, :, : pos + T], cache[1][:, :, : pos + T]
         # A query block that starts at 0 is causal; a single new token sees everything cached before it.
         assert T == 1 or pos == 0, "multi-token forward passes must start at position 0"
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=self.dropout if self.training else 0.0)
+        y = attention(q, k, v, causal=T > 1, dropout=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -148,8 +158,10 @@ class Transformer(nn.Module):
         c = self.cfg
         return 6 * self.num_params() + 12 * c.n_layer * seq_len * c.n_embd
 
-    def new_cache(self, batch: int, length: int) -> KVCache:
-        return KVCache.empty(self.cfg, batch, length, self.tok_emb.weight)
+    def new_cache(self, batch: int, length: int, dtype: torch.dtype | None = None) -> KVCache:
+        """An empty cache; `dtype` is the activations' dtype (bf16 under autocast), the weights' by default."""
+        like = self.tok_emb.weight if dtype is None else self.tok_emb.weight.to(dtype)
+        return KVCache.empty(self.cfg, batch, length, like)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0) -> torch.Tensor:
         """Logits (B, T, vocab) for tokens `idx` (B, T) that start at position `pos`."""

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from selfimprove import schedule
+from selfimprove import precision, schedule
 from selfimprove.data import BaseSource, MixtureSampler, Source, round_mixture
 from selfimprove.evaluate import LABEL_STREAM, TRAIN_STREAM, exact_match
 from selfimprove.filters import VoterLabels, filter_labels
@@ -183,6 +183,7 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
         "steps": total,
         "resumed_from_step": start,
         "final_loss": last[0].loss if last else None,
+        "precision": precision.resolve(cfg.training.precision, ctx.device),
         "seconds": round(time.perf_counter() - started, 2),
     }
     run.mark_done(stage, result)
@@ -240,7 +241,8 @@ def label(ctx: Context, round_: int) -> dict:
     for voter in range(ctx.voters):
         bar = f"{stage}.voter{voter}" if cfg.progress else None
         model = ctx.load_model(voter)
-        out = complete(model, ctx.tokenizer, prompts, expected, cfg.data.generate_batch_size, ctx.device, bar)
+        batch_size = cfg.data.generate_batch_size
+        out = complete(model, ctx.tokenizer, prompts, expected, batch_size, ctx.device, cfg.training.precision, bar)
         voters.append(VoterLabels(out.labels, out.finished, out.min_prob))
     verdicts = filter_labels(voters, expected, cfg.si.filters)
 
@@ -297,6 +299,7 @@ def evaluate(ctx: Context, round_: int) -> dict:
             cfg.training.seed,
             cfg.data.generate_batch_size,
             ctx.device,
+            cfg.training.precision,
             progress=f"{stage}.voter{voter}" if cfg.progress else None,
         )
         per_voter.append([accuracy[n] for n in lengths])

@@ -24,7 +24,7 @@ def make(*overrides: str):
 def test_defaults():
     cfg = make()
     assert cfg.model.n_layer == 3 and cfg.data.task == "copy" and cfg.si.schedule == "linear"
-    assert cfg.logger.name == "none" and cfg.training.precision == "fp32"
+    assert cfg.logger.name == "none" and cfg.training.precision == "auto"
     validate(cfg)
 
 

@@ -78,3 +78,19 @@ def test_complete_groups_mixed_lengths_and_keeps_order():
         alone = complete(model, tok, [prompt], [expected[i]], batch_size=1, device=torch.device("cpu"))
         assert together.labels[i] == alone.labels[0]
         assert together.finished[i] == alone.finished[0]
+
+
+def test_bf16_decoding_caches_bf16_and_answers_like_fp32():
+    model = tiny_model("nope", seed=2)
+    tok = Tokenizer()
+    prompts = [f"{i:03d}=" for i in range(0, 1000, 37)]
+    fp32 = complete(model, tok, prompts, [3] * len(prompts), batch_size=8, device=torch.device("cpu"))
+    bf16 = complete(model, tok, prompts, [3] * len(prompts), 8, torch.device("cpu"), precision="bf16")
+    assert len(set(fp32.labels)) > 1
+    # bf16 rounding may flip a near-tie; the answers must still agree almost everywhere
+    assert np.mean([a == b for a, b in zip(fp32.labels, bf16.labels, strict=True)]) >= 0.9
+    assert np.abs(fp32.min_prob - bf16.min_prob).max() < 0.1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ids = torch.from_numpy(np.concatenate([np.full((2, 1), BOS), tok.encode_batch(["12=", "34="])], axis=1))
+        assert model.new_cache(2, 8, torch.get_autocast_dtype("cpu")).keys[0].dtype == torch.bfloat16
+        assert generate(model, ids, 4).tokens.shape == (2, 4)

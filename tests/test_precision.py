@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from selfimprove import precision
 from selfimprove.config import ModelConfig, TrainingConfig
 from selfimprove.data import BaseSource, MixtureSampler
 from selfimprove.model import Transformer
@@ -47,3 +48,33 @@ def test_compiled_training_matches_eager():
     eager = losses_of(TrainingConfig(compile=False, warmup_steps=2, log_every=5), 10)
     compiled = losses_of(TrainingConfig(compile=True, warmup_steps=2, log_every=5), 10)
     assert compiled == pytest.approx(eager, rel=1e-3)
+
+
+def test_auto_precision_is_bf16_only_where_bf16_is_fast():
+    cpu = torch.device("cpu")
+    assert precision.resolve("fp32", cpu) == "fp32" and precision.resolve("bf16", cpu) == "bf16"
+    assert precision.resolve("auto", cpu) == ("bf16" if precision.has_fast_bf16(cpu) else "fp32")
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    assert precision.has_fast_bf16(cpu) == amx
+    with precision.autocast("auto", cpu):
+        assert torch.is_autocast_enabled("cpu") == amx
+    with precision.autocast("fp32", cpu):
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_cpu_bf16_training_backpropagates_attention_in_fp32(monkeypatch):
+    """PyTorch's bf16 flash-attention backward is slow on CPUs, so training attention runs in fp32 there."""
+    model = Transformer(ModelConfig(n_layer=1, n_embd=32, ffn_hidden=64, n_head=2), Tokenizer().vocab_size)
+    seen: list[torch.dtype] = []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, *args, **kwargs):
+        seen.append(q.dtype)
+        return original(q, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.ones(2, 5, dtype=torch.long)).sum().backward()  # training: fp32 attention
+        with torch.inference_mode():
+            model(torch.ones(2, 5, dtype=torch.long))  # decoding: bf16 attention (its forward is fast)
+    assert seen == [torch.float32, torch.bfloat16]
