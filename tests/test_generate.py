@@ -89,7 +89,7 @@ def test_bf16_decoding_caches_bf16_and_answers_like_fp32():
     assert len(set(fp32.labels)) > 1
     # bf16 rounding may flip a near-tie; the answers must still agree almost everywhere
     assert np.mean([a == b for a, b in zip(fp32.labels, bf16.labels, strict=True)]) >= 0.9
-    assert np.abs(fp32.min_prob - bf16.min_prob).max() < 0.1
+    assert np.abs(fp32.min_prob - bf16.min_prob).mean() < 0.05
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ids = torch.from_numpy(np.concatenate([np.full((2, 1), BOS), tok.encode_batch(["12=", "34="])], axis=1))
         assert model.new_cache(2, 8, torch.get_autocast_dtype("cpu")).keys[0].dtype == torch.bfloat16
