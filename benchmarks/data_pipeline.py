@@ -1,0 +1,72 @@
+"""Data pipeline cost: building a training batch (drawing task instances and stored labels, tokenising,
+padding, loss masks) as a share of the training step it feeds, in the same process.
+
+    python -m benchmarks.data_pipeline        # tiny at batch 128 and small at batch 1024; target < 5%
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks import common
+from selfimprove.config import TrainingConfig
+from selfimprove.data import BaseSource, MixtureSampler, Source, round_mixture
+from selfimprove.tasks import get_task
+from selfimprove.tokenizer import Tokenizer
+from selfimprove.train import make_optimizer, train_step
+
+POINTS = [("tiny", 128), ("small", 1024)]
+
+
+def sources(kind: str) -> list[tuple[Source, float]]:
+    """`base`: the base stage's fresh 1-10 digit copies; `round`: round 3's mixture of base data and
+    three stored rounds of 8000 self-labelled examples (lengths 11, 12, 13), default shares."""
+    task = get_task("copy")
+    base = BaseSource(task, 1, 10)
+    if kind == "base":
+        return [(base, 1.0)]
+    rng = np.random.default_rng(0)
+    rounds = [task.sample(length, 8000, rng) for length in (11, 12, 13)]
+    return round_mixture(base, rounds, newest_share=0.2, base_share=0.5)
+
+
+def measure(model_name: str, batch_size: int, kind: str, training: TrainingConfig, args) -> dict:
+    device = common.device_from(args.device)
+    model = common.new_model(common.model_config(model_name), device)
+    optimizer = make_optimizer(model, training, device)
+    sampler = MixtureSampler(Tokenizer(), sources(kind), batch_size, np.random.default_rng(1))
+    sampler.next_batch()
+    build = common.best_seconds(lambda: [sampler.next_batch() for _ in range(args.batches)], device, repeats=3)
+    batches = [sampler.next_batch().to(device) for _ in range(args.steps + 1)]
+    train_step(model, optimizer, batches[0], training, device)  # warm up
+    step = common.best_seconds(
+        lambda: [train_step(model, optimizer, batch, training, device) for batch in batches[1:]], device, repeats=2
+    )
+    batch_ms, step_ms = 1000 * build / args.batches, 1000 * step / args.steps
+    return {
+        "model": model_name,
+        "batch": batch_size,
+        "data": kind,
+        "batch_ms": batch_ms,
+        "step_ms": step_ms,
+        "share_of_step": batch_ms / step_ms,
+    }
+
+
+def main() -> None:
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--batches", type=int, default=50, help="batches built per measurement")
+    p.add_argument("--steps", type=int, default=3, help="training steps timed per point")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    args = p.parse_args()
+    device = common.device_from(args.device)
+    training = common.training_config(precision=args.precision)
+    points = [("tiny", 8)] if args.quick else POINTS
+    rows = [measure(name, batch, kind, training, args) for name, batch in points for kind in ("base", "round")]
+    info = {**common.machine(device), "precision": args.precision}
+    columns = ["model", "batch", "data", "batch_ms", "step_ms", "share_of_step"]
+    common.emit("data_pipeline", info, rows, columns, args.json)
+
+
+if __name__ == "__main__":
+    main()

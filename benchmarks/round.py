@@ -1,0 +1,125 @@
+"""Wall time of self-improvement rounds of an experiment (the default CPU one unless overridden),
+split into labelling (the voters' greedy decoding), filtering (sampling prompts, length filter, vote,
+oracle audit, writing the round's data), training (all voters) and evaluation.
+
+    python -m benchmarks.round --save-base /tmp/base       # trains the base once, keeps it, times round 1
+    python -m benchmarks.round --base /tmp/base            # times round 1 again from that same base
+    python -m benchmarks.round --base /tmp/base training.precision=fp32   # Hydra overrides at the end
+
+A base stage's outputs (checkpoints, done/base.* and done/eval.round000.json) can be reused by a later
+call, also by another checkout of the project: the way to time before and after a change.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+
+from benchmarks import common
+from selfimprove import pipeline, stages
+from selfimprove.config import register_configs, validate
+
+BASE_OUTPUTS = ("checkpoints", "done/base.voter*.json", "done/eval.round000.json")
+
+
+class Stopwatch:
+    """Total seconds spent in the functions it wraps."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return timed
+
+
+def copy_base(source: Path, target: Path) -> None:
+    for pattern in BASE_OUTPUTS:
+        for path in source.glob(pattern):
+            destination = target / path.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if path.is_dir() else shutil.copy2)(path, destination)
+
+
+def commit() -> str:
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=common.CONF.parent
+    )
+    return out.stdout.strip() or "unknown"
+
+
+def main() -> None:
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--base", type=Path, help="reuse the base stage of this run directory")
+    p.add_argument("--save-base", type=Path, help="train the base here (kept) instead of in a temporary dir")
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, as for run.py")
+    args = p.parse_args()
+    overrides = [*(["experiment=quick"] if args.quick else []), *args.overrides, "progress=false"]
+    register_configs()
+    with initialize_config_dir(config_dir=str(common.CONF), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    validate(cfg)
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch) / "run"
+        root.mkdir()
+        if args.base:
+            copy_base(args.base, root)
+        ctx = pipeline.open_run(cfg, root, overrides)
+        rows = [time_base(ctx)]
+        if args.save_base:  # now, before the rounds move the checkpoints on
+            copy_base(root, args.save_base)
+        labelling = Stopwatch()
+        stages.complete = labelling.wrap(stages.complete)  # the voters' decoding inside the label stage
+        for round_ in range(1, args.rounds + 1):
+            rows.append(time_round(ctx, round_, labelling))
+    info = {**common.machine(ctx.device), "commit": commit(), "overrides": overrides}
+    columns = ["round", "labelling_s", "filtering_s", "training_s", "evaluation_s", "total_s"]
+    common.emit("round", info, rows, columns, args.json)
+
+
+def time_base(ctx: stages.Context) -> dict:
+    """The base stage: training every voter, then evaluating (no figures when it was reused)."""
+    if ctx.run.is_done(stages.eval_stage(0)):
+        return {"round": 0, "reused": True}
+    train = sum(_seconds(lambda v=v: stages.train_base(ctx, v)) for v in range(ctx.voters))
+    evaluate = _seconds(lambda: stages.evaluate(ctx, 0))
+    return {"round": 0, "training_s": train, "evaluation_s": evaluate, "total_s": train + evaluate}
+
+
+def time_round(ctx: stages.Context, round_: int, labelling: Stopwatch) -> dict:
+    labelling.seconds = 0.0
+    label = _seconds(lambda: stages.label(ctx, round_))
+    train = sum(_seconds(lambda v=v: stages.train_round(ctx, round_, v)) for v in range(ctx.voters))
+    evaluate = _seconds(lambda: stages.evaluate(ctx, round_))
+    return {
+        "round": round_,
+        "labelling_s": labelling.seconds,
+        "filtering_s": label - labelling.seconds,
+        "training_s": train,
+        "evaluation_s": evaluate,
+        "total_s": label + train + evaluate,
+    }
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()

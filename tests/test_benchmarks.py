@@ -1,0 +1,115 @@
+"""The benchmarks run (tiny sizes) and print what the README's tables are made of; the contenders they
+time compute the same thing as ours."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import common
+from benchmarks.labelling import never_eos, prompts, recompute, stacked_generate
+from selfimprove.generate import generate
+from selfimprove.model import Transformer
+from selfimprove.store import RunDir
+
+REPO = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+
+
+def run_module(module: str, *args: str) -> dict:
+    """Run `python -m benchmarks.<module> --quick`; the last line printed is the results JSON."""
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", "--device", "cpu", "--quick", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def chaotic_model(seed: int) -> Transformer:
+    """A random model with large weights, so that greedy outputs vary from token to token."""
+    model = common.new_model(common.model_config("tiny", block_size=40), CPU, seed=seed).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(8.0)
+    never_eos(model, model.head)
+    return model
+
+
+def test_recompute_baseline_and_stacked_voters_decode_like_ours():
+    models = [chaotic_model(seed) for seed in range(3)]
+    ids = prompts(12, 6, CPU)
+    ours = [generate(m, ids, 7).tokens for m in models]
+    assert len({tuple(row) for row in ours[0].tolist()}) > 1  # not a constant output: the check can fail
+    assert torch.equal(recompute(models[0], ids, 7)[:, ids.shape[1] :], ours[0])
+    assert torch.equal(stacked_generate(models, ids, 7), torch.stack(ours))
+
+
+def test_training_benchmark():
+    result = run_module("training")
+    rows = result["results"]
+    assert {(r["contender"], r["precision"]) for r in rows} == {
+        ("ours", "fp32"),
+        ("ours", "bf16"),
+        ("transformers", "fp32"),
+        ("transformers", "bf16"),
+    }
+    assert all(r["tokens_per_s"] > 0 and r["mfu"] > 0 for r in rows)
+    assert all(r["vs_transformers"] is not None for r in rows)
+    assert set(result["machine"]["peak_flops"]) == {"fp32", "bf16"}
+
+
+def test_labelling_benchmark(tmp_path):
+    result = run_module("labelling", "--voters", "2", "--json", str(tmp_path / "labelling.json"))
+    assert result["benchmark"] == "labelling-voters"
+    throughput = json.loads((tmp_path / "labelling.throughput.json").read_text())["results"]
+    assert {r["contender"] for r in throughput} >= {"ours", "ours-bf16", "recompute", "transformers"}
+    assert all(r["prompts_per_s"] > 0 and r["ours_vs"] > 0 for r in throughput)
+    assert {r["contender"] for r in result["results"]} == {"one_by_one", "vmap"}
+
+
+def test_data_pipeline_benchmark():
+    rows = run_module("data_pipeline")["results"]
+    assert [r["data"] for r in rows] == ["base", "round"]
+    assert all(r["share_of_step"] > 0 and r["batch_ms"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_round_benchmark_reuses_a_base(tmp_path):
+    first = run_module("round", "--save-base", str(tmp_path / "base"))["results"]
+    assert [r["round"] for r in first] == [0, 1]
+    assert first[0]["training_s"] > 0 and (tmp_path / "base" / "done" / "base.voter0.json").exists()
+    saved = RunDir(tmp_path / "base")
+    assert saved.load_checkpoint(saved.checkpoint(0))["stage"] == "base.voter0"  # saved before round 1 trained
+    again = run_module("round", "--base", str(tmp_path / "base"))["results"]
+    assert again[0] == {"round": 0, "reused": True}  # the base was reused, not retrained
+    one = again[1]
+    assert one["labelling_s"] > 0 and one["training_s"] > 0 and one["evaluation_s"] > 0
+    parts = one["labelling_s"] + one["filtering_s"] + one["training_s"] + one["evaluation_s"]
+    assert parts == pytest.approx(one["total_s"])
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_on_cpu_tiny(tmp_path):
+    proc = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh", "--cpu-tiny"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reach" in proc.stdout.splitlines()[-1]
+    assert json.loads((tmp_path / "training.json").read_text())["results"]
+    assert (tmp_path / "run" / "summary.json").exists()
