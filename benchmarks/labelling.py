@@ -174,6 +174,24 @@ def point(
     return rows
 
 
+def summary(rows: list[dict]) -> list[dict]:
+    """One row per point: ours in prompts/s, and how many times faster ours is than each contender
+    (same precision; `bf16_vs_transformers`: ours in bf16 against transformers' default fp32)."""
+    out = []
+    for key in dict.fromkeys((r["model"], r["batch"], r["length"]) for r in rows):
+        at = {r["contender"]: r for r in rows if (r["model"], r["batch"], r["length"]) == key}
+        row = dict(zip(("model", "batch", "length"), key, strict=True))
+        row["ours_prompts_per_s"] = at["ours"]["prompts_per_s"]
+        row["ours_bf16_prompts_per_s"] = at["ours-bf16"]["prompts_per_s"]
+        row["ours_mfu"] = at["ours"]["mfu"]
+        for name in ("recompute", "transformers", "transformers-bf16"):
+            row[f"vs_{name}"] = at[name]["ours_vs"] if name in at else None
+        if "transformers" in at:
+            row["bf16_vs_transformers"] = at["ours-bf16"]["prompts_per_s"] / at["transformers"]["prompts_per_s"]
+        out.append(row)
+    return out
+
+
 def voters(args, device: torch.device) -> list[dict]:
     """K voters labelling one batch: one by one against stacked weights + vmap."""
     cfg = common.model_config("tiny", block_size=2 * max(args.lengths) + 3)
@@ -191,6 +209,31 @@ def voters(args, device: torch.device) -> list[dict]:
     return rows
 
 
+def profile(precision: str, args, device: torch.device) -> None:
+    """Where ours spends one labelling batch (the first model, batch and length asked for): torch.profiler's
+    operators by self time, and the prefill (the prompts' one forward pass) against the whole."""
+    length = args.lengths[0]
+    model = common.new_model(common.model_config(args.models[0], block_size=2 * length + 3), device).eval()
+    never_eos(model, model.head)
+    ids = prompts(args.batches[0], length, device)
+
+    def decode() -> Generation:
+        with autocast(precision, device):
+            return generate(model, ids, length + 1)
+
+    def prefill() -> torch.Tensor:
+        with autocast(precision, device), torch.inference_mode():
+            return model(ids)
+
+    decode()
+    whole, first = common.best_seconds(decode, device, 2), common.best_seconds(prefill, device, 2)
+    with torch.profiler.profile() as prof:
+        decode()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    point = f"{args.models[0]} {precision} prompts {tuple(ids.shape)} -> {length + 1} tokens"
+    print(f"{point}: {whole:.3f} s, of which the prefill {first:.3f} s")
+
+
 def main() -> None:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["tiny", "small"])
@@ -200,17 +243,22 @@ def main() -> None:
     p.add_argument("--voters", type=int, default=0, help="also compare K voters one by one and vmapped (0: skip)")
     p.add_argument("--recompute-flops", type=float, default=RECOMPUTE_FLOP_LIMIT, help="skip longer recomputations")
     p.add_argument("--no-transformers", action="store_true", help="leave out the Hugging Face Llama")
+    p.add_argument("--profile", choices=["fp32", "bf16"], help="only profile ours, in this precision, at one point")
     args = p.parse_args()
     if args.quick:
         args.models, args.batches, args.lengths, args.repeats = ["tiny"], [16], [4], 1
         args.voters = args.voters and 2
     device = common.device_from(args.device)
+    if args.profile:
+        return profile(args.profile, args, device)
     peaks = common.peaks(device)
     info = {**common.machine(device), "peak_flops": peaks}
     rows = throughput(args, device, peaks)
     columns = ["model", "batch", "length", "contender", "precision", "seconds", "prompts_per_s", "tokens_per_s"]
     columns += ["mfu", "ours_vs"]
     common.emit("labelling", info, rows, columns, args.json and args.json.with_suffix(".throughput.json"))
+    table = summary(rows)
+    common.emit("labelling-summary", info, table, list(table[0]), args.json and args.json.with_suffix(".summary.json"))
     if args.voters:
         rows = voters(args, device)
         columns = ["model", "voters", "batch", "length", "contender", "seconds", "prompts_per_s", "vs_one_by_one"]

@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
-def run_module(module: str, *args: str) -> dict:
-    """Run `python -m benchmarks.<module> --quick`; the last line printed is the results JSON."""
+def run_benchmark(module: str, *args: str) -> str:
+    """Run `python -m benchmarks.<module> --quick` on the CPU; its standard output."""
     proc = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{module}", "--device", "cpu", "--quick", *args],
         cwd=REPO,
@@ -33,7 +33,12 @@ def run_module(module: str, *args: str) -> dict:
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return proc.stdout
+
+
+def run_module(module: str, *args: str) -> dict:
+    """The results JSON: the last line a benchmark prints."""
+    return json.loads(run_benchmark(module, *args).strip().splitlines()[-1])
 
 
 def chaotic_model(seed: int) -> Transformer:
@@ -76,6 +81,12 @@ def test_labelling_benchmark(tmp_path):
     assert {r["contender"] for r in throughput} >= {"ours", "ours-bf16", "recompute", "transformers"}
     assert all(r["prompts_per_s"] > 0 and r["ours_vs"] > 0 for r in throughput)
     assert {r["contender"] for r in result["results"]} == {"one_by_one", "vmap"}
+
+
+def test_labelling_profile_shows_where_the_time_goes():
+    out = run_benchmark("labelling", "--profile", "bf16").strip().splitlines()
+    assert any("aten::" in line for line in out)  # torch.profiler's operator table
+    assert "tiny bf16 prompts (16, 6) -> 5 tokens" in out[-1] and "prefill" in out[-1]
 
 
 def test_data_pipeline_benchmark():
