@@ -38,7 +38,7 @@ def prompts(batch: int, length: int, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([np.full((batch, 1), BOS), ids], axis=1)).to(device)
 
 
-def never_eos(model: torch.nn.Module, head: torch.nn.Module) -> None:
+def never_eos(head: torch.nn.Module) -> None:
     """Mask EOS in `head`'s logits, so that no row ends early (equal work for every contender)."""
 
     def hook(_module: torch.nn.Module, _inputs: tuple, logits: torch.Tensor) -> torch.Tensor:
@@ -123,7 +123,7 @@ def contenders(model_name: str, args, device: torch.device) -> dict[str, tuple[s
     AMX CPUs and GPUs), the recomputation baseline, and transformers in fp32 and in bf16 weights."""
     cfg = common.model_config(model_name, block_size=2 * max(args.lengths) + 3)
     ours = common.new_model(cfg, device).eval()
-    never_eos(ours, ours.head)
+    never_eos(ours.head)
 
     def ours_bf16(ids: torch.Tensor, n: int) -> Generation:
         with autocast("bf16", device):
@@ -197,7 +197,7 @@ def voters(args, device: torch.device) -> list[dict]:
     cfg = common.model_config("tiny", block_size=2 * max(args.lengths) + 3)
     models = [common.new_model(cfg, device, seed=k).eval() for k in range(args.voters)]
     for model in models:
-        never_eos(model, model.head)
+        never_eos(model.head)
     rows = []
     for length in args.lengths:
         ids = prompts(args.batches[0], length, device)
@@ -214,7 +214,7 @@ def profile(precision: str, args, device: torch.device) -> None:
     operators by self time, and the prefill (the prompts' one forward pass) against the whole."""
     length = args.lengths[0]
     model = common.new_model(common.model_config(args.models[0], block_size=2 * length + 3), device).eval()
-    never_eos(model, model.head)
+    never_eos(model.head)
     ids = prompts(args.batches[0], length, device)
 
     def decode() -> Generation:
