@@ -26,9 +26,9 @@ class KVCache:
     values: list[torch.Tensor]
 
     @classmethod
-    def empty(cls, cfg: ModelConfig, batch: int, length: int, like: torch.Tensor) -> KVCache:
+    def empty(cls, cfg: ModelConfig, batch: int, length: int, device: torch.device, dtype: torch.dtype) -> KVCache:
         shape = (batch, cfg.n_head, length, cfg.n_embd // cfg.n_head)
-        make = lambda: [like.new_empty(shape) for _ in range(cfg.n_layer)]  # noqa: E731
+        make = lambda: [torch.empty(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]  # noqa: E731
         return cls(make(), make())
 
     def select(self, rows: torch.Tensor) -> None:
@@ -160,8 +160,8 @@ class Transformer(nn.Module):
 
     def new_cache(self, batch: int, length: int, dtype: torch.dtype | None = None) -> KVCache:
         """An empty cache; `dtype` is the activations' dtype (bf16 under autocast), the weights' by default."""
-        like = self.tok_emb.weight if dtype is None else self.tok_emb.weight.to(dtype)
-        return KVCache.empty(self.cfg, batch, length, like)
+        weight = self.tok_emb.weight
+        return KVCache.empty(self.cfg, batch, length, weight.device, dtype or weight.dtype)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0) -> torch.Tensor:
         """Logits (B, T, vocab) for tokens `idx` (B, T) that start at position `pos`."""

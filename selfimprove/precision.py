@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
 
+@functools.cache  # asked at every training step and decoding batch; the hardware does not change
 def has_fast_bf16(device: torch.device) -> bool:
     """bf16 matmul units: a CUDA GPU with bf16 support, or a CPU with AMX tiles (Sapphire Rapids and later),
     where bf16 matmuls run several times faster than fp32 ones (benchmarks/training.py)."""
