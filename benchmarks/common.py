@@ -70,12 +70,6 @@ def llama_like(cfg: ModelConfig, device: torch.device, seed: int = 0) -> torch.n
     return LlamaForCausalLM(config).to(device)
 
 
-def device_from(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def machine(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)

@@ -7,13 +7,14 @@ padding, loss masks) as a share of the training step it feeds, in the same proce
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from benchmarks import common
 from selfimprove.config import TrainingConfig
 from selfimprove.data import BaseSource, MixtureSampler, Source, round_mixture
 from selfimprove.tasks import get_task
 from selfimprove.tokenizer import Tokenizer
-from selfimprove.train import make_optimizer, train_step
+from selfimprove.train import make_optimizer, resolve_device, train_step
 
 POINTS = [("tiny", 128), ("small", 1024)]
 
@@ -30,8 +31,7 @@ def sources(kind: str) -> list[tuple[Source, float]]:
     return round_mixture(base, rounds, newest_share=0.2, base_share=0.5)
 
 
-def measure(model_name: str, batch_size: int, kind: str, training: TrainingConfig, args) -> dict:
-    device = common.device_from(args.device)
+def measure(model_name: str, batch_size: int, kind: str, training: TrainingConfig, device: torch.device, args) -> dict:
     model = common.new_model(common.model_config(model_name), device)
     optimizer = make_optimizer(model, training, device)
     sampler = MixtureSampler(Tokenizer(), sources(kind), batch_size, np.random.default_rng(1))
@@ -59,10 +59,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="training steps timed per point")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     args = p.parse_args()
-    device = common.device_from(args.device)
+    device = resolve_device(args.device)
     training = common.training_config(precision=args.precision)
     points = [("tiny", 8)] if args.quick else POINTS
-    rows = [measure(name, batch, kind, training, args) for name, batch in points for kind in ("base", "round")]
+    rows = [measure(name, batch, kind, training, device, args) for name, batch in points for kind in ("base", "round")]
     info = {**common.machine(device), "precision": args.precision}
     columns = ["model", "batch", "data", "batch_ms", "step_ms", "share_of_step"]
     common.emit("data_pipeline", info, rows, columns, args.json)

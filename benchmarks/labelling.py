@@ -24,6 +24,7 @@ from selfimprove.model import KVCache, Transformer
 from selfimprove.precision import autocast
 from selfimprove.tasks import get_task
 from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
+from selfimprove.train import resolve_device
 
 Decode = Callable[[torch.Tensor, int], object]  # (prompt ids, tokens to generate) -> whatever it returns
 
@@ -46,6 +47,13 @@ def never_eos(head: torch.nn.Module) -> None:
         return logits
 
     head.register_forward_hook(hook)
+
+
+def labeller(model_name: str, longest: int, device: torch.device, seed: int = 0) -> Transformer:
+    """A randomly initialised model of `model_name`'s shape for answers up to `longest` digits, EOS masked."""
+    model = common.new_model(common.model_config(model_name, block_size=2 * longest + 3), device, seed).eval()
+    never_eos(model.head)
+    return model
 
 
 @torch.inference_mode()
@@ -121,9 +129,7 @@ def recompute_flops(num_params: int, batch: int, prompt: int, new: int) -> float
 def contenders(model_name: str, args, device: torch.device) -> dict[str, tuple[str, Decode]]:
     """name -> (precision, decode): ours in fp32 and in bf16 autocast (what `precision: auto` picks on
     AMX CPUs and GPUs), the recomputation baseline, and transformers in fp32 and in bf16 weights."""
-    cfg = common.model_config(model_name, block_size=2 * max(args.lengths) + 3)
-    ours = common.new_model(cfg, device).eval()
-    never_eos(ours.head)
+    ours = labeller(model_name, max(args.lengths), device)
 
     def ours_bf16(ids: torch.Tensor, n: int) -> Generation:
         with autocast("bf16", device):
@@ -135,7 +141,7 @@ def contenders(model_name: str, args, device: torch.device) -> dict[str, tuple[s
         "recompute": ("fp32", lambda ids, n: recompute(ours, ids, n)),
     }
     if not args.no_transformers:
-        hf = common.llama_like(cfg, device).eval()
+        hf = common.llama_like(ours.cfg, device).eval()
         out["transformers"] = ("fp32", hf_generate(hf))
         out["transformers-bf16"] = ("bf16", hf_generate(copy.deepcopy(hf).to(torch.bfloat16)))
     return out
@@ -194,10 +200,7 @@ def summary(rows: list[dict]) -> list[dict]:
 
 def voters(args, device: torch.device) -> list[dict]:
     """K voters labelling one batch: one by one against stacked weights + vmap."""
-    cfg = common.model_config("tiny", block_size=2 * max(args.lengths) + 3)
-    models = [common.new_model(cfg, device, seed=k).eval() for k in range(args.voters)]
-    for model in models:
-        never_eos(model.head)
+    models = [labeller("tiny", max(args.lengths), device, seed=k) for k in range(args.voters)]
     rows = []
     for length in args.lengths:
         ids = prompts(args.batches[0], length, device)
@@ -213,8 +216,7 @@ def profile(precision: str, args, device: torch.device) -> None:
     """Where ours spends one labelling batch (the first model, batch and length asked for): torch.profiler's
     operators by self time, and the prefill (the prompts' one forward pass) against the whole."""
     length = args.lengths[0]
-    model = common.new_model(common.model_config(args.models[0], block_size=2 * length + 3), device).eval()
-    never_eos(model.head)
+    model = labeller(args.models[0], max(args.lengths), device)
     ids = prompts(args.batches[0], length, device)
 
     def decode() -> Generation:
@@ -248,7 +250,7 @@ def main() -> None:
     if args.quick:
         args.models, args.batches, args.lengths, args.repeats = ["tiny"], [16], [4], 1
         args.voters = args.voters and 2
-    device = common.device_from(args.device)
+    device = resolve_device(args.device)
     if args.profile:
         return profile(args.profile, args, device)
     peaks = common.peaks(device)

@@ -18,7 +18,7 @@ from benchmarks import common
 from selfimprove.data import BaseSource, Batch, MixtureSampler
 from selfimprove.tasks import get_task
 from selfimprove.tokenizer import Tokenizer
-from selfimprove.train import make_optimizer, train_step
+from selfimprove.train import make_optimizer, resolve_device, train_step
 
 DEFAULT_BATCH = {"tiny": 128, "small": 256}  # the CPU training batch of tiny; small at a CPU-sized batch
 
@@ -95,9 +95,7 @@ def main() -> None:
     p.add_argument("--no-compile", action="store_true", help="leave out torch.compile (slow to compile on a CPU)")
     p.add_argument("--no-transformers", action="store_true", help="leave out the Hugging Face Llama")
     args = p.parse_args()
-    device = common.device_from(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # as training does (stages.Context)
+    device = resolve_device(args.device)  # TF32 on CUDA, as in training
     if args.quick:
         args.models, args.batch, args.steps, args.repeats, args.no_compile = ["tiny"], 8, 2, 1, True
     peaks = common.peaks(device)

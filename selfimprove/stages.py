@@ -66,9 +66,6 @@ class Context:
         if threads:
             torch.set_num_threads(threads)
         device = resolve_device(cfg.training.device)
-        if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
         config = OmegaConf.to_container(cfg, resolve=True)
         metrics = MetricsLogger(run.metrics, cfg.logger, config, run_name=f"{run.root.parent.name}/{run.root.name}")
         return cls(cfg, run, get_task(cfg.data.task), Tokenizer(), device, metrics)

@@ -23,11 +23,15 @@ class NonFiniteLossError(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto` (CUDA when present) | cpu | cuda | cuda:N; on CUDA also lets fp32 matmuls use TF32."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"training.device={name} but CUDA is not available here")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"training.device={name} but CUDA is not available here")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     return device
 
 
