@@ -12,18 +12,19 @@ call, also by another checkout of the project: the way to time before and after 
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
 
 from benchmarks import common
-from selfimprove import pipeline, stages
+from selfimprove import graph, pipeline, stages
 from selfimprove.config import register_configs, validate
 
 BASE_OUTPUTS = ("checkpoints", "done/base.voter*.json", "done/eval.round000.json")
@@ -79,46 +80,38 @@ def main() -> None:
         if args.base:
             copy_base(args.base, root)
         ctx = pipeline.open_run(cfg, root, overrides)
-        rows = [time_base(ctx)]
-        if args.save_base:  # now, before the rounds move the checkpoints on
-            copy_base(root, args.save_base)
         labelling = Stopwatch()
         stages.complete = labelling.wrap(stages.complete)  # the voters' decoding inside the label stage
-        for round_ in range(1, args.rounds + 1):
-            rows.append(time_round(ctx, round_, labelling))
+        rows = []
+        steps = graph.steps(ctx.voters, args.rounds)
+        for round_, round_steps in itertools.groupby(steps, key=lambda step: step.round):
+            rows.append(time_round(ctx, round_, round_steps, labelling))
+            if round_ == 0 and args.save_base:  # now, before the rounds move the checkpoints on
+                copy_base(root, args.save_base)
     info = {**common.machine(ctx.device), "commit": commit(), "overrides": overrides}
     columns = ["round", "labelling_s", "filtering_s", "training_s", "evaluation_s", "total_s"]
     common.emit("round", info, rows, columns, args.json)
 
 
-def time_base(ctx: stages.Context) -> dict:
-    """The base stage: training every voter, then evaluating (no figures when it was reused)."""
-    if ctx.run.is_done(stages.eval_stage(0)):
+# The column each kind of step's time goes to; the label step's is split into labelling and filtering.
+COLUMNS = {"base": "training_s", "label": "label_s", "train": "training_s", "eval": "evaluation_s"}
+
+
+def time_round(ctx: stages.Context, round_: int, steps: Iterable[graph.Step], labelling: Stopwatch) -> dict:
+    """Every task of the round's steps (round 0: the base stage and its evaluation), as the pipeline runs
+    them; no figures for a base stage that was reused."""
+    if round_ == 0 and ctx.run.is_done(stages.eval_stage(0)):
         return {"round": 0, "reused": True}
-    train = sum(_seconds(lambda v=v: stages.train_base(ctx, v)) for v in range(ctx.voters))
-    evaluate = _seconds(lambda: stages.evaluate(ctx, 0))
-    return {"round": 0, "training_s": train, "evaluation_s": evaluate, "total_s": train + evaluate}
-
-
-def time_round(ctx: stages.Context, round_: int, labelling: Stopwatch) -> dict:
     labelling.seconds = 0.0
-    label = _seconds(lambda: stages.label(ctx, round_))
-    train = sum(_seconds(lambda v=v: stages.train_round(ctx, round_, v)) for v in range(ctx.voters))
-    evaluate = _seconds(lambda: stages.evaluate(ctx, round_))
-    return {
-        "round": round_,
-        "labelling_s": labelling.seconds,
-        "filtering_s": label - labelling.seconds,
-        "training_s": train,
-        "evaluation_s": evaluate,
-        "total_s": label + train + evaluate,
-    }
-
-
-def _seconds(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    spent = dict.fromkeys(COLUMNS.values(), 0.0)
+    for step in steps:
+        for voter in step.task_voters():
+            start = time.perf_counter()
+            graph.run_step_task(ctx, step.kind, step.round, voter)
+            spent[COLUMNS[step.kind]] += time.perf_counter() - start
+    label = spent.pop("label_s")
+    split = {"labelling_s": labelling.seconds, "filtering_s": label - labelling.seconds} if round_ else {}
+    return {"round": round_, **split, **spent, "total_s": label + sum(spent.values())}
 
 
 if __name__ == "__main__":

@@ -31,9 +31,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from selfimprove import pipeline
+from selfimprove import graph, pipeline
 from selfimprove.config import ConfigError, register_configs, validate
-from selfimprove.jobs import StageJob, Step, pipeline_steps, step_jobs
+from selfimprove.jobs import StageJob, step_jobs
 from selfimprove.store import CorruptFileError, RunDir
 from selfimprove.sweepdir import ACTIVE, SWEEP_FILE, LaunchError, SweepDir, job_states, queued_states, status
 
@@ -190,14 +190,14 @@ class Task:
 @dataclass
 class Todo:
     index: int
-    step: Step
+    step: graph.Step
     tasks: list[Task]  # the tasks of the step that are not done
 
 
 @dataclass
 class Plan:
     point: Point
-    steps: list[Step]
+    steps: list[graph.Step]
     todo: list[Todo]
     stopped: str | None = None
 
@@ -205,13 +205,13 @@ class Plan:
 def plan(point: Point, sweep: SweepDir | None, states: dict[str, str], threads: int) -> Plan:
     """What is left of a point's graph: steps after a collapse are dropped, stages marked done are skipped,
     and a task whose latest job is still active is waited for instead of resubmitted."""
-    steps = pipeline_steps(point.voters, point.rounds)
+    steps = graph.steps(point.voters, point.rounds)
     run = RunDir(point.run_dir)
     stopped = None
-    collapsed = pipeline.first_collapse(run, point.cfg.si.collapse_threshold, point.rounds)
-    if collapsed:  # the in-process loop stops after that round's evaluation too
+    collapsed = graph.first_collapse(point.cfg, run, point.cfg.si.collapse_threshold, point.rounds)
+    if collapsed:  # the in-process walk stops after that round's evaluation too
         round_, stopped = collapsed
-        steps = steps[: next(i for i, s in enumerate(steps) if s.kind == "eval" and s.round == round_) + 1]
+        steps = graph.stop_after(steps, round_)
     container = OmegaConf.to_container(point.cfg, resolve=True)
     todo = []
     for i, step in enumerate(steps):

@@ -1,4 +1,5 @@
-"""The in-process round loop: base training, then label -> train -> evaluate per round; resume; collapse stop."""
+"""A run in one process: its run directory (a new one, or a resume that must not change results), the
+round graph of `graph` walked task by task, and the summary published after every evaluation."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from selfimprove import report, stages
-from selfimprove.store import RunDir, atomic_write_json, read_json
+from selfimprove import graph, report, stages
+from selfimprove.store import atomic_write_json, read_json
 
 # Keys that may change when a run resumes: they change how it runs, not what it computes.
 RESUME_FREE = (
@@ -85,53 +86,26 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> 
     started = time.perf_counter()
     ctx = open_run(cfg, run_dir, overrides)
     try:
-        summary = _rounds(ctx)
+        summary = _walk(ctx)
     finally:
         ctx.metrics.close()
     print(f"run dir: {ctx.run.root}  (this process: {time.perf_counter() - started:.0f}s)")
     return summary
 
 
-def _rounds(ctx: stages.Context) -> dict[str, Any]:
-    cfg = ctx.cfg
-    for voter in range(ctx.voters):
-        stages.train_base(ctx, voter)
-    stages.evaluate(ctx, 0)
-    summary = publish(ctx)
-    for round_ in range(1, cfg.si.rounds + 1):
-        stages.label(ctx, round_)
-        for voter in range(ctx.voters):
-            stages.train_round(ctx, round_, voter)
-        stages.evaluate(ctx, round_)
-        stopped = collapse(ctx.run, round_, cfg.si.collapse_threshold)
-        summary = publish(ctx, stopped)
-        if stopped:
-            print(stopped)
-            break
-    return summary
-
-
-def collapse(run: RunDir, round_: int, threshold: float) -> str | None:
-    """A message when accuracy at the round's newest length fell below `threshold` (si.collapse_threshold),
-    read from the round's markers."""
-    newest = max(stages.round_targets(run, round_))
-    accuracy = stages.accuracy_after(run, round_)[newest]
-    if accuracy >= threshold:
-        return None
-    return (
-        f"collapse: after round {round_} accuracy at length {newest} is {accuracy:.3f} < "
-        f"si.collapse_threshold={threshold}; stopping (every finished round is kept in {run.root})"
-    )
-
-
-def first_collapse(run: RunDir, threshold: float, rounds: int) -> tuple[int, str] | None:
-    """The first of rounds 1..`rounds` that is evaluated and collapsed, with its message."""
-    for round_ in range(1, rounds + 1):
-        if run.is_done(stages.eval_stage(round_)):
-            stopped = collapse(run, round_, threshold)
+def _walk(ctx: stages.Context) -> dict[str, Any]:
+    """Every task of the round graph in order; after each evaluation the summary is published, and the
+    run stops there when the round collapsed."""
+    summary: dict[str, Any] = {}
+    for step in graph.steps(ctx.voters, ctx.cfg.si.rounds):
+        results = [graph.run_step_task(ctx, step.kind, step.round, voter) for voter in step.task_voters()]
+        if step.kind == "eval":
+            stopped = results[0]["stopped"]
+            summary = publish(ctx, stopped)
             if stopped:
-                return round_, stopped
-    return None
+                print(stopped)
+                break
+    return summary
 
 
 def publish(ctx: stages.Context, stopped: str | None = None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import submitit
 
-from selfimprove.jobs import pipeline_steps
+from selfimprove import graph
 from selfimprove.logging import table
 from selfimprove.store import CorruptFileError, RunDir, atomic_write_json, read_json
 
@@ -219,7 +219,7 @@ def _pipeline(sweep: SweepDir, entry: dict[str, Any], extras: list[str], states:
     except CorruptFileError:
         summary = {}
     rows, failures, reached = [], [], None
-    for step in pipeline_steps(entry.get("voters", 1), entry.get("rounds", 0)):
+    for step in graph.steps(entry.get("voters", 1), entry.get("rounds", 0)):
         stages = step.stages()
         done = [s for s in stages if run.is_done(s)]
         latest = [sweep.latest(num, s) for s in stages]

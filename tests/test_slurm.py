@@ -117,11 +117,11 @@ def pipeline(slurm, tmp_path_factory) -> Path:
 
 
 def test_job_graph_runs_with_its_dependencies_in_force(pipeline):
-    from selfimprove.jobs import pipeline_steps
+    from selfimprove import graph
 
     record = json.loads((pipeline / "sweep.json").read_text())
     jobs = record["jobs"]["0"]
-    steps = pipeline_steps(voters=2, rounds=2)
+    steps = graph.steps(voters=2, rounds=2)
     ids = {i: [jobs[stage][0]["id"] for stage in step.stages()] for i, step in enumerate(steps)}
     assert all(jobs[stage][0]["launch"] == 1 for step in steps for stage in step.stages())
     assert len({i.split("_")[0] for i in ids[0]}) == 1 and len(ids[0]) == 2  # base: one array of 2

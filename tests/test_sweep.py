@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import QUICK, REPO, run_cli
 
-from selfimprove import launch
-from selfimprove.jobs import pipeline_steps
+from selfimprove import graph, launch
 
 # Tiny pipelines: 2 voters, one torch thread per job (the 2-core CI machine runs several jobs at once).
 TINY = ["experiment=quick", "si.filters.voters=2", "training.threads=1"]
@@ -50,7 +49,7 @@ def mtimes(run_dir: Path) -> dict[str, int]:
 
 # -- the graph and the grid (in-process, fast) -------------------------------------------------------
 def test_pipeline_graph():
-    steps = pipeline_steps(voters=2, rounds=2)
+    steps = graph.steps(voters=2, rounds=2)
     names = [s.name for s in steps]
     assert names == ["base", "eval r0", "label r1", "train r1", "eval r1", "label r2", "train r2", "eval r2"]
     after = {s.name: [steps[a].name for a in s.after] for s in steps}
@@ -60,6 +59,7 @@ def test_pipeline_graph():
     assert steps[0].stages() == ["base.voter0", "base.voter1"] and steps[0].is_array
     assert steps[3].stages() == ["train.round001.voter0", "train.round001.voter1"]
     assert steps[2].stages() == ["label.round001"] and not steps[2].is_array
+    assert [s.name for s in graph.stop_after(steps, 1)] == names[:5]  # a collapse in round 1 ends after eval r1
 
 
 def test_grid_expands_like_a_hydra_multirun():

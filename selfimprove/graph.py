@@ -1,0 +1,114 @@
+"""The round graph of a self-improvement run, defined once: its steps in order, what each step waits for,
+the stage function each task calls, and the collapse stop.
+
+    base (array over voters) -> eval r0 -> label r1 -> train r1 (array) -> eval r1 -> label r2 -> ...
+
+`pipeline.run` walks the steps in one process; `sweep.py` submits each step as a job (an array over the
+voters for base and train) that waits (`afterok`) for the jobs of the steps in its `after`. Both run a
+task with `run_step_task`. An evaluation after round r >= 1 may stop the run: when accuracy at the
+round's newest difficulty fell below si.collapse_threshold, nothing after that evaluation runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig
+
+from selfimprove import stages
+from selfimprove.store import RunDir
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node of the graph: a single task (label, eval) or one task per voter (base, train)."""
+
+    kind: str  # base | eval | label | train
+    round: int
+    voters: int  # array size of base/train steps; 1 otherwise
+    after: tuple[int, ...]  # indices of the steps whose tasks must all succeed first
+
+    @property
+    def name(self) -> str:
+        return "base" if self.kind == "base" else f"{self.kind} r{self.round}"
+
+    @property
+    def is_array(self) -> bool:
+        return self.kind in ("base", "train")
+
+    def task_voters(self) -> range:
+        """The voter of each task: every voter for base and train; 0 for label and eval (they read all)."""
+        return range(self.voters if self.is_array else 1)
+
+    def stages(self) -> list[str]:
+        """The stage markers of the step's tasks, one per task."""
+        return [stage_name(self.kind, self.round, k) for k in self.task_voters()]
+
+
+def steps(voters: int, rounds: int) -> list[Step]:
+    """The graph of one run, in an order where every step comes after the steps it waits for."""
+    graph = [Step("base", 0, voters, ()), Step("eval", 0, 1, (0,))]
+    trained, evaluated = 0, 1  # the steps that wrote the latest checkpoints and the latest evaluation
+    for r in range(1, rounds + 1):
+        graph.append(Step("label", r, 1, (trained, evaluated)))  # reads every voter and the last eval
+        graph.append(Step("train", r, voters, (len(graph) - 1,)))
+        trained = len(graph) - 1
+        graph.append(Step("eval", r, 1, (trained,)))
+        evaluated = len(graph) - 1
+    return graph
+
+
+def stop_after(graph: list[Step], round_: int) -> list[Step]:
+    """The steps up to and including round `round_`'s evaluation: what runs when that round collapses."""
+    return graph[: next(i for i, s in enumerate(graph) if s.kind == "eval" and s.round == round_) + 1]
+
+
+def stage_name(kind: str, round_: int, voter: int) -> str:
+    if kind == "base":
+        return stages.base_stage(voter)
+    if kind == "train":
+        return stages.train_stage(round_, voter)
+    if kind == "label":
+        return stages.label_stage(round_)
+    if kind == "eval":
+        return stages.eval_stage(round_)
+    raise ValueError(f"unknown stage kind {kind!r}")
+
+
+def run_step_task(ctx: stages.Context, kind: str, round_: int, voter: int) -> dict[str, Any]:
+    """Run one task of a step (a no-op when its marker exists) and return the stage's result; an
+    evaluation's result also holds `stopped`: the collapse message of its round, or None."""
+    if kind == "base":
+        return stages.train_base(ctx, voter)
+    if kind == "label":
+        return stages.label(ctx, round_)
+    if kind == "train":
+        return stages.train_round(ctx, round_, voter)
+    if kind == "eval":
+        result = stages.evaluate(ctx, round_)
+        stopped = collapse(ctx.cfg, ctx.run, round_, ctx.cfg.si.collapse_threshold) if round_ else None
+        return {**result, "stopped": stopped}
+    raise ValueError(f"unknown stage kind {kind!r}")
+
+
+def collapse(cfg: DictConfig, run: RunDir, round_: int, threshold: float) -> str | None:
+    """A message when accuracy at the round's newest difficulty fell below `threshold`
+    (si.collapse_threshold), read from the round's markers."""
+    newest, accuracy = stages.newest_accuracy(cfg, run, round_)
+    if accuracy >= threshold:
+        return None
+    return (
+        f"collapse: after round {round_} accuracy at {newest} is {accuracy:.3f} < "
+        f"si.collapse_threshold={threshold}; stopping (every finished round is kept in {run.root})"
+    )
+
+
+def first_collapse(cfg: DictConfig, run: RunDir, threshold: float, rounds: int) -> tuple[int, str] | None:
+    """The first of rounds 1..`rounds` that is evaluated and collapsed, with its message."""
+    for round_ in range(1, rounds + 1):
+        if run.is_done(stages.eval_stage(round_)):
+            stopped = collapse(cfg, run, round_, threshold)
+            if stopped:
+                return round_, stopped
+    return None
