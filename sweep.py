@@ -16,7 +16,8 @@ import argparse
 import sys
 from typing import NoReturn
 
-from selfimprove.launch import CLUSTERS, LaunchError, Request, launch, status
+from selfimprove.launch import CLUSTERS, Request, launch
+from selfimprove.sweepdir import LaunchError, status
 
 
 class Parser(argparse.ArgumentParser):

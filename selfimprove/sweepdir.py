@@ -38,6 +38,12 @@ class LaunchError(RuntimeError):
     """Bad input, found before anything is submitted: reported as one line."""
 
 
+def one_line(e: BaseException) -> str:
+    """An exception (and its cause, when it adds something) as one line, for a LaunchError."""
+    text = f"{e}: {e.__cause__}" if e.__cause__ and str(e.__cause__) not in str(e) else str(e)
+    return " ".join(text.split())
+
+
 # -- the sweep directory ----------------------------------------------------------------------------
 @dataclass
 class SweepDir:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import QUICK, REPO, run_cli
 
-from selfimprove import graph, launch
+from selfimprove import graph, grid
 
 # Tiny pipelines: 2 voters, one torch thread per job (the 2-core CI machine runs several jobs at once).
 TINY = ["experiment=quick", "si.filters.voters=2", "training.threads=1"]
@@ -63,20 +63,20 @@ def test_pipeline_graph():
 
 
 def test_grid_expands_like_a_hydra_multirun():
-    assert launch.expand(["data=copy,reverse", "si.rounds=2,4", "experiment=quick"]) == [
+    assert grid.expand(["data=copy,reverse", "si.rounds=2,4", "experiment=quick"]) == [
         ["data=copy", "si.rounds=2", "experiment=quick"],
         ["data=copy", "si.rounds=4", "experiment=quick"],
         ["data=reverse", "si.rounds=2", "experiment=quick"],
         ["data=reverse", "si.rounds=4", "experiment=quick"],
     ]
-    config, launcher = launch.parse_overrides(["data=copy,reverse", "hydra.launcher.partition=gpu"])
+    config, launcher = grid.parse_overrides(["data=copy,reverse", "hydra.launcher.partition=gpu"])
     assert config == ["data=copy,reverse"] and launcher == ["hydra.launcher.partition=gpu"]
 
 
 def test_project_launcher_defaults():
-    with launch._hydra():
-        slurm = launch.launcher_params("slurm", ["hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=1"])
-        local = launch.launcher_params("local", [])
+    with grid.hydra_session():
+        slurm = grid.launcher_params("slurm", ["hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=1"])
+        local = grid.launcher_params("local", [])
     assert slurm["partition"] == "gpu" and slurm["gpus_per_node"] == 1
     assert slurm["max_num_timeout"] == 3 and slurm["cpus_per_task"] == 1 and slurm["timeout_min"] == 60
     assert local["cpus_per_task"] == 1 and local["timeout_min"] == 600

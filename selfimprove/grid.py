@@ -1,0 +1,155 @@
+"""A sweep's grid: command-line overrides split into config and launcher settings, Hydra's sweep syntax
+expanded into points, and each point composed and validated (and checked against its run directory when it
+ran before), all before anything is submitted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from selfimprove import pipeline
+from selfimprove.config import ConfigError, register_configs, validate
+from selfimprove.store import CorruptFileError
+from selfimprove.sweepdir import LaunchError, SweepDir, one_line
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+# Launcher keys that sweep.py sets itself (per step) or that only make sense in a Hydra multirun.
+OWN_LAUNCHER_KEYS = ("_target_", "submitit_folder", "name")
+
+
+@dataclass
+class Point:
+    """One grid point: its overrides, its run directory and its composed, validated config."""
+
+    num: int
+    overrides: list[str]
+    run_dir: Path
+    cfg: DictConfig
+
+    @property
+    def voters(self) -> int:
+        return self.cfg.si.filters.voters
+
+    @property
+    def rounds(self) -> int:
+        return self.cfg.si.rounds
+
+    def label(self) -> str:
+        return " ".join(self.overrides) or "(defaults)"
+
+
+def parse_overrides(args: list[str]) -> tuple[list[str], list[str]]:
+    """Split command-line overrides into config overrides and `hydra.launcher.*` resource overrides."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except HydraException as e:
+        raise LaunchError(f"bad override: {one_line(e)}") from None
+    config, launcher = [], []
+    for o, text in zip(parsed, args, strict=True):
+        key = o.key_or_group
+        if key.startswith("hydra.launcher."):
+            if o.is_sweep_override():
+                raise LaunchError(f"{text}: launcher settings cannot be swept")
+            launcher.append(text)
+        elif key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            raise LaunchError(f"{text}: sweep.py takes hydra.launcher.* settings only (the cluster is --cluster)")
+        elif key == "resume":
+            raise LaunchError("resume= is for run.py; re-run sweep.py with --dir <sweep dir> to resume a sweep")
+        else:
+            config.append(text)
+    return config, launcher
+
+
+def expand(overrides: list[str]) -> list[list[str]]:
+    """The grid points of Hydra sweep syntax (`a=1,2 b=range(3)`), in Hydra's multirun order."""
+    try:
+        batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)
+    except HydraException as e:
+        raise LaunchError(f"bad sweep: {one_line(e)}") from None
+    return [list(point) for batch in batches for point in batch]
+
+
+@contextlib.contextmanager
+def hydra_session() -> Iterator[None]:
+    """Hydra initialised on the project's conf/, for `compose_point` and `launcher_params`."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="sweep"):
+        yield
+
+
+def compose_point(overrides: list[str]) -> DictConfig:
+    """Compose and validate one point; LaunchError names the point when it does not."""
+    try:
+        cfg = compose(config_name="config", overrides=overrides)
+        validate(cfg)
+    except (HydraException, OmegaConfBaseException, ConfigError) as e:
+        raise LaunchError(f"{' '.join(overrides)}: {one_line(e)}") from None
+    return cfg
+
+
+def launcher_params(cluster: str, overrides: list[str]) -> dict[str, Any]:
+    """The resources of every job: conf/hydra/launcher/<cluster>.yaml (the same file a Hydra multirun
+    uses with hydra/launcher=<cluster>) with `hydra.launcher.*` overrides on top."""
+    if cluster == "debug":
+        return {}
+    try:
+        cfg = compose(
+            config_name="config", overrides=[f"hydra/launcher={cluster}", *overrides], return_hydra_config=True
+        )
+        node = cfg.hydra.launcher
+        params = {k: node[k] for k in node if k not in OWN_LAUNCHER_KEYS}
+    except (HydraException, OmegaConfBaseException) as e:
+        raise LaunchError(f"launcher settings: {one_line(e)}") from None
+    return {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in params.items()}
+
+
+def _dedupe(overrides: list[str]) -> list[str]:
+    """Later overrides of the same key replace earlier ones."""
+    keys = [o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)]
+    return [o for i, o in enumerate(overrides) if keys[i] not in keys[i + 1 :]]
+
+
+def resume_free(overrides: list[str]) -> bool:
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return all(not o.is_sweep_override() and pipeline.resume_free(o.key_or_group) for o in parsed)
+
+
+def point_overrides(config_overrides: list[str], sweep: SweepDir | None) -> tuple[list[list[str]], list[str]]:
+    """The points' overrides, and the overrides added to all of them when a sweep is resumed."""
+    if sweep is None:
+        return (expand(config_overrides) if config_overrides else [[]]), []
+    grid = [p["overrides"] for p in sweep.data["points"]]
+    extras = list(sweep.data.get("resume_overrides", []))
+    if config_overrides and config_overrides != sweep.data["overrides"]:
+        if not resume_free(config_overrides):
+            raise LaunchError(
+                f"{sweep.root} is the sweep `{' '.join(sweep.data['overrides'])}`: re-run it with the same overrides,"
+                f" none, or only ones that do not change results ({', '.join(pipeline.RESUME_FREE)})"
+            )
+        extras = _dedupe([*extras, *config_overrides])
+    return grid, extras
+
+
+def make_point(num: int, overrides: list[str], extras: list[str], sweep: SweepDir | None, root: Path) -> Point:
+    """Point `num` with the resume overrides on top, composed and validated; refused when its run directory
+    ran before with results that the overrides would change."""
+    run_dir = sweep.run_dir(num) if sweep else root / str(num)
+    effective = _dedupe([*overrides, *extras])
+    point = Point(num, effective, run_dir, compose_point(effective))
+    if (run_dir / "run.json").exists():  # a point that ran before: refuse what would change its results
+        try:
+            pipeline.check_resumable(pipeline.saved_run(run_dir), point.cfg)
+        except (pipeline.ResumeError, CorruptFileError) as e:
+            raise LaunchError(f"{run_dir}: {e}") from None
+    return point

@@ -1,0 +1,99 @@
+"""What is left of each point's round graph before a launch: the steps up to a collapse, and per step the
+tasks whose stage is not done, each either to submit or to wait for (a job of an earlier launch that is still
+queued or running).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import OmegaConf
+
+from selfimprove import graph
+from selfimprove.grid import Point
+from selfimprove.jobs import StageJob, step_jobs
+from selfimprove.store import RunDir
+from selfimprove.sweepdir import ACTIVE, SweepDir
+
+
+@dataclass
+class Task:
+    """One task of a step that is not done: its stage marker and the job that runs it."""
+
+    stage: str
+    job: StageJob
+    active: str | None = None  # a job of an earlier launch that is still queued or running
+    active_cluster: str | None = None
+
+
+@dataclass
+class Todo:
+    """A step with tasks left; `index` is its place in the plan's steps (what `Step.after` names)."""
+
+    index: int
+    step: graph.Step
+    tasks: list[Task]  # the tasks of the step that are not done
+
+
+@dataclass
+class Plan:
+    """A point's graph (cut after a collapsed round, then `stopped` says why) and what is left of it."""
+
+    point: Point
+    steps: list[graph.Step]
+    todo: list[Todo]
+    stopped: str | None = None
+
+    def active(self) -> list[Task]:
+        """The tasks that wait for a queued or running job of an earlier launch."""
+        return [t for todo in self.todo for t in todo.tasks if t.active]
+
+
+def plan(point: Point, sweep: SweepDir | None, states: dict[str, str], threads: int) -> Plan:
+    """What is left of a point's graph: steps after a collapse are dropped, stages marked done are skipped,
+    and a task whose latest job is still active is waited for instead of resubmitted."""
+    steps = graph.steps(point.voters, point.rounds)
+    run = RunDir(point.run_dir)
+    stopped = None
+    collapsed = graph.first_collapse(point.cfg, run, point.cfg.si.collapse_threshold, point.rounds)
+    if collapsed:  # the in-process walk stops after that round's evaluation too
+        round_, stopped = collapsed
+        steps = graph.stop_after(steps, round_)
+    container = OmegaConf.to_container(point.cfg, resolve=True)
+    todo = []
+    for i, step in enumerate(steps):
+        jobs = step_jobs(step, str(point.run_dir), point.overrides, container, threads)  # type: ignore[arg-type]
+        tasks = []
+        for stage, job in zip(step.stages(), jobs, strict=True):
+            if run.is_done(stage):
+                continue
+            latest = sweep.latest(point.num, stage) if sweep else None
+            if latest and states.get(latest["id"]) in ACTIVE:
+                tasks.append(Task(stage, job, latest["id"], latest["cluster"]))
+            else:
+                tasks.append(Task(stage, job))
+        if tasks:
+            todo.append(Todo(i, step, tasks))
+    return Plan(point, steps, todo, stopped)
+
+
+def describe(plans: list[Plan]) -> str:
+    """The job graph, one line per step: what it waits for and what is left of it."""
+    lines = []
+    for p in plans:
+        lines.append(f"pipeline {p.point.num}: {p.point.label()}  ->  {p.point.run_dir}")
+        left = {t.index: t for t in p.todo}
+        for i, step in enumerate(p.steps):
+            after = ", ".join(p.steps[a].name for a in step.after) or "-"
+            tasks = f"array of {step.voters}" if step.is_array else "job"
+            todo = left.get(i)
+            if todo is None:
+                what = "done"
+            else:
+                waiting = [t.active for t in todo.tasks if t.active]
+                what = f"{len(todo.tasks) - len(waiting)} to submit"
+                what += f", waits for queued/running job(s) {' '.join(waiting)}" if waiting else ""
+            lines.append(f"  {step.name:<10} {tasks:<12} after: {after:<22} {what}")
+        if p.stopped:
+            lines.append(f"  stopped: {p.stopped}")
+    return "\n".join(lines)
