@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from selfimprove.config import ConfigError, register_configs, validate
 from selfimprove.pipeline import ResumeError, run, saved_run
-from selfimprove.store import CorruptFileError
+from selfimprove.store import CorruptFileError, IncompatibleCheckpointError
 from selfimprove.train import NonFiniteLossError
 
 register_configs()
@@ -37,7 +37,7 @@ def main(cfg: DictConfig) -> None:
             overrides = saved_run(run_dir)["overrides"]
         validate(cfg)
         run(cfg, run_dir, overrides)
-    except (ConfigError, ResumeError, CorruptFileError, NonFiniteLossError) as e:
+    except (ConfigError, ResumeError, CorruptFileError, IncompatibleCheckpointError, NonFiniteLossError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -21,9 +21,16 @@ from omegaconf import OmegaConf
 
 from selfimprove.config import ModelConfig, TrainingConfig
 from selfimprove.model import Transformer
+from selfimprove.tasks import get_task
 from selfimprove.tokenizer import Tokenizer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+TASK = "copy"  # the task every benchmark draws its data from (the default experiment's)
+
+
+def tokenizer(task: str = TASK) -> Tokenizer:
+    """The tokenizer of `task`'s vocabulary (what a run of that task builds)."""
+    return Tokenizer(get_task(task).vocabulary)
 
 
 def model_config(name: str, **overrides: Any) -> ModelConfig:
@@ -37,21 +44,22 @@ def training_config(**overrides: Any) -> TrainingConfig:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainingConfig), overrides))
 
 
-def new_model(cfg: ModelConfig, device: torch.device, seed: int = 0) -> Transformer:
+def new_model(cfg: ModelConfig, device: torch.device, seed: int = 0, task: str = TASK) -> Transformer:
+    """A randomly initialised model of shape `cfg` over `task`'s vocabulary."""
     torch.manual_seed(seed)
-    return Transformer(cfg, Tokenizer().vocab_size).to(device)
+    return Transformer(cfg, tokenizer(task).vocab_size).to(device)
 
 
-def llama_like(cfg: ModelConfig, device: torch.device, seed: int = 0) -> torch.nn.Module:
-    """A Hugging Face Llama of the same width, depth, heads, ffn and vocabulary. rope_theta=inf is how
-    the paper's code turns Llama's rotary embedding off (NoPE)."""
+def llama_like(cfg: ModelConfig, device: torch.device, seed: int = 0, task: str = TASK) -> torch.nn.Module:
+    """A Hugging Face Llama of the same width, depth, heads, ffn and vocabulary (`task`'s). rope_theta=inf is
+    how the paper's code turns Llama's rotary embedding off (NoPE)."""
     try:
         from transformers import LlamaConfig, LlamaForCausalLM
     except ImportError:
         raise SystemExit("this comparison needs Hugging Face transformers: pip install -e '.[bench]'") from None
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=Tokenizer().vocab_size,
+        vocab_size=tokenizer(task).vocab_size,
         hidden_size=cfg.n_embd,
         intermediate_size=cfg.ffn_hidden,
         num_hidden_layers=cfg.n_layer,
@@ -117,9 +125,11 @@ def peak_flops(dtype: torch.dtype, device: torch.device, size: int = 4096) -> fl
     return 2 * size**3 / seconds
 
 
-def peaks(device: torch.device) -> dict[str, float]:
-    """Measured matmul peak per precision name, the denominators of MFU."""
-    return {"fp32": peak_flops(torch.float32, device), "bf16": peak_flops(torch.bfloat16, device)}
+def peaks(device: torch.device, quick: bool = False) -> dict[str, float]:
+    """Measured matmul peak per precision name, the denominators of MFU. `quick`: a 512-square matmul, a
+    rough figure in seconds (a 4096-square bf16 matmul takes minutes on a CPU without bf16 instructions)."""
+    size = 512 if quick else 4096
+    return {"fp32": peak_flops(torch.float32, device, size), "bf16": peak_flops(torch.bfloat16, device, size)}
 
 
 def parser(description: str) -> argparse.ArgumentParser:

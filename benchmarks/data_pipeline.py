@@ -13,7 +13,6 @@ from benchmarks import common
 from selfimprove.config import TrainingConfig
 from selfimprove.data import BaseSource, MixtureSampler, Source, round_mixture
 from selfimprove.tasks import get_task
-from selfimprove.tokenizer import Tokenizer
 from selfimprove.train import make_optimizer, resolve_device, train_step
 
 POINTS = [("tiny", 128), ("small", 1024)]
@@ -23,18 +22,18 @@ def sources(kind: str) -> list[tuple[Source, float]]:
     """`base`: the base stage's fresh 1-10 digit copies; `round`: round 3's mixture of base data and
     three stored rounds of 8000 self-labelled examples (lengths 11, 12, 13), default shares."""
     task = get_task("copy")
-    base = BaseSource(task, 1, 10)
+    base = BaseSource(task, list(range(1, 11)))
     if kind == "base":
         return [(base, 1.0)]
     rng = np.random.default_rng(0)
-    rounds = [task.sample(length, 8000, rng) for length in (11, 12, 13)]
+    rounds = [task.sample(difficulty, 8000, rng) for difficulty in (11, 12, 13)]
     return round_mixture(base, rounds, newest_share=0.2, base_share=0.5)
 
 
 def measure(model_name: str, batch_size: int, kind: str, training: TrainingConfig, device: torch.device, args) -> dict:
     model = common.new_model(common.model_config(model_name), device)
     optimizer = make_optimizer(model, training, device)
-    sampler = MixtureSampler(Tokenizer(), sources(kind), batch_size, np.random.default_rng(1))
+    sampler = MixtureSampler(common.tokenizer("copy"), sources(kind), batch_size, np.random.default_rng(1))
     sampler.next_batch()
     build = common.best_seconds(lambda: [sampler.next_batch() for _ in range(args.batches)], device, repeats=3)
     batches = [sampler.next_batch().to(device) for _ in range(args.steps + 1)]

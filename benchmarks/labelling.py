@@ -23,7 +23,7 @@ from selfimprove.generate import Generation, generate
 from selfimprove.model import KVCache, Transformer
 from selfimprove.precision import autocast
 from selfimprove.tasks import get_task
-from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
+from selfimprove.tokenizer import BOS, EOS, PAD
 from selfimprove.train import resolve_device
 
 Decode = Callable[[torch.Tensor, int], object]  # (prompt ids, tokens to generate) -> whatever it returns
@@ -35,7 +35,7 @@ RECOMPUTE_FLOP_LIMIT = 3.5e13
 def prompts(batch: int, length: int, device: torch.device) -> torch.Tensor:
     """BOS + `batch` copy prompts of `length` digits ("1234=")."""
     examples = get_task("copy").sample(length, batch, np.random.default_rng(length))
-    ids = Tokenizer().encode_batch([e.prompt for e in examples])
+    ids = common.tokenizer("copy").encode_batch([e.prompt for e in examples])
     return torch.from_numpy(np.concatenate([np.full((batch, 1), BOS), ids], axis=1)).to(device)
 
 
@@ -50,8 +50,9 @@ def never_eos(head: torch.nn.Module) -> None:
 
 
 def labeller(model_name: str, longest: int, device: torch.device, seed: int = 0) -> Transformer:
-    """A randomly initialised model of `model_name`'s shape for answers up to `longest` digits, EOS masked."""
-    model = common.new_model(common.model_config(model_name, block_size=2 * longest + 3), device, seed).eval()
+    """A randomly initialised model of `model_name`'s shape for copy prompts up to `longest` digits, EOS masked."""
+    block_size = get_task("copy").sequence_tokens(longest)
+    model = common.new_model(common.model_config(model_name, block_size=block_size), device, seed).eval()
     never_eos(model.head)
     return model
 
@@ -253,7 +254,7 @@ def main() -> None:
     device = resolve_device(args.device)
     if args.profile:
         return profile(args.profile, args, device)
-    peaks = common.peaks(device)
+    peaks = common.peaks(device, args.quick)
     info = {**common.machine(device), "peak_flops": peaks}
     rows = throughput(args, device, peaks)
     columns = ["model", "batch", "length", "contender", "precision", "seconds", "prompts_per_s", "tokens_per_s"]

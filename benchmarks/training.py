@@ -17,7 +17,6 @@ import torch
 from benchmarks import common
 from selfimprove.data import BaseSource, Batch, MixtureSampler
 from selfimprove.tasks import get_task
-from selfimprove.tokenizer import Tokenizer
 from selfimprove.train import make_optimizer, resolve_device, train_step
 
 DEFAULT_BATCH = {"tiny": 128, "small": 256}  # the CPU training batch of tiny; small at a CPU-sized batch
@@ -44,9 +43,8 @@ def contenders(compile_too: bool) -> list[Contender]:
 def copy_batches(batch_size: int, count: int, device: torch.device) -> list[Batch]:
     """Batches of the default experiment's base data (copy, 1-10 digits), built up front so that
     only the step is timed (benchmarks.data_pipeline times building them)."""
-    sampler = MixtureSampler(
-        Tokenizer(), [(BaseSource(get_task("copy"), 1, 10), 1.0)], batch_size, np.random.default_rng(0)
-    )
+    base = BaseSource(get_task("copy"), list(range(1, 11)))
+    sampler = MixtureSampler(common.tokenizer("copy"), [(base, 1.0)], batch_size, np.random.default_rng(0))
     return [sampler.next_batch().to(device) for _ in range(count)]
 
 
@@ -98,7 +96,7 @@ def main() -> None:
     device = resolve_device(args.device)  # TF32 on CUDA, as in training
     if args.quick:
         args.models, args.batch, args.steps, args.repeats, args.no_compile = ["tiny"], 8, 2, 1, True
-    peaks = common.peaks(device)
+    peaks = common.peaks(device, args.quick)
     rows = []
     for model_name in args.models:
         batch_size = args.batch or DEFAULT_BATCH.get(model_name, 256)

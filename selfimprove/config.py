@@ -35,12 +35,15 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    task: str = "copy"  # copy | reverse | reverse_addition
-    base_min_length: int = 1
-    base_max_length: int = 10
+    task: str = "copy"  # a module of selfimprove/tasks: copy | reverse | reverse_addition | forward_addition | ...
+    base_min: int = 1  # base difficulties: base_min..base_max (per side for pair difficulties)
+    base_max: int = 10
+    nodes: int = 20  # maze: nodes per maze when the difficulty is hops
+    maze_difficulty: str = "hops"  # maze: hops (nodes fixed) | nodes (hops fixed, the paper's second variant)
+    hops: int = 5  # maze: hops from S to E when the difficulty is nodes
     loss_on_prompt: bool = False  # the seed trained on the whole sequence; default is answer tokens only
     eval_samples: int = 1000  # fresh held-out prompts per length
-    eval_lookahead: int = 3  # evaluate this many lengths past the longest trained one
+    eval_lookahead: int = 3  # evaluate this many sizes past the largest trained one
     generate_batch_size: int = 1024  # prompts per greedy-decoding batch (labelling and evaluation)
 
 
@@ -81,6 +84,15 @@ class FilterConfig:
 
 
 @dataclass
+class NoiseConfig:
+    """Label noise injected into the kept labels (the paper's robustness study); off at rate 0."""
+
+    rate: float = 0.0  # share of kept labels replaced by a noisy one
+    kind: str = "uniform"  # uniform: random tokens | drop: 1-3 of the last 3 tokens deleted | perturb: digits +-1
+    rounds: list[int] = field(default_factory=list)  # the rounds to inject into; empty: every round
+
+
+@dataclass
 class MixingConfig:
     newest_share: float = 0.2  # share of each batch drawn from the newest round's data
     base_share: float = 0.5  # of the rest, the share of fresh base-range data; older rounds get the remainder
@@ -90,12 +102,13 @@ class MixingConfig:
 class SIConfig:
     schedule: str = "linear"  # linear | accelerated
     rounds: int = 8
-    length_step: int = 1  # linear: lengths added per round
+    length_step: int = 1  # linear: curriculum steps per round (a length; for pairs, one (k, n) & (n, k) pair)
     accelerate_threshold: float = 0.99  # accelerated: extend over lengths at least this accurate
     samples_per_round: int = 8000
     filters: FilterConfig = field(default_factory=FilterConfig)
     mixing: MixingConfig = field(default_factory=MixingConfig)
-    reach_threshold: float = 0.98  # reach: longest L with accuracy >= this at every length 1..L
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    reach_threshold: float = 0.98  # reach: largest size n with accuracy >= this at every difficulty up to n
     collapse_threshold: float = 0.5  # stop when accuracy at the newest length falls below this
     keep_round_checkpoints: bool = False
 
@@ -134,6 +147,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "training.schedule": ("wsd", "cosine"),
     "training.precision": ("fp32", "bf16", "auto"),
     "si.schedule": ("linear", "accelerated"),
+    "si.noise.kind": ("uniform", "drop", "perturb"),
+    "data.maze_difficulty": ("hops", "nodes"),
     "logger.name": ("none", "wandb"),
     "logger.mode": ("online", "offline", "disabled"),
 }
@@ -145,18 +160,9 @@ def _get(cfg: Any, dotted: str) -> Any:
     return cfg
 
 
-def max_round_growth(cfg: Any) -> int:
-    """The most a round can add to the longest trained length (accelerated: up to the eval lookahead)."""
-    return cfg.si.length_step if cfg.si.schedule == "linear" else cfg.data.eval_lookahead
-
-
-def longest_length(cfg: Any) -> int:
-    """The longest instance length a run can train or evaluate on, whatever its results."""
-    return cfg.data.base_max_length + cfg.si.rounds * max_round_growth(cfg) + cfg.data.eval_lookahead
-
-
 def validate(cfg: Any) -> None:
     """Raise ConfigError on the first inconsistent value, before any work starts."""
+    from selfimprove.schedule import Curriculum
     from selfimprove.tasks import TASKS, get_task
 
     def need(ok: bool, message: str) -> None:
@@ -166,7 +172,7 @@ def validate(cfg: Any) -> None:
     for key, allowed in CHOICES.items():
         value = _get(cfg, key)
         need(value in allowed, f"{key}={value!r} is not one of {', '.join(allowed)}")
-    need(cfg.data.task in TASKS, f"data.task={cfg.data.task!r} is not one of {', '.join(TASKS)}")
+    need(cfg.data.task in TASKS, f"data.task={cfg.data.task!r} is not one of {', '.join(sorted(TASKS))}")
 
     m = cfg.model
     need(m.n_layer >= 1 and m.n_head >= 1 and m.ffn_hidden >= 1, "model sizes must be positive")
@@ -178,12 +184,13 @@ def validate(cfg: Any) -> None:
     need(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must lie in [0, 1)")
 
     d = cfg.data
-    need(d.base_min_length >= 1, f"data.base_min_length={d.base_min_length} must be at least 1")
+    task = get_task(d.task, d)
     need(
-        d.base_min_length <= d.base_max_length,
-        f"data.base_min_length={d.base_min_length} > data.base_max_length={d.base_max_length}: "
-        "the base length range is empty",
+        d.base_min >= task.min_difficulty,
+        f"data.base_min={d.base_min}: {d.task} difficulties start at {task.min_difficulty}",
     )
+    need(d.base_min <= d.base_max, f"data.base_min={d.base_min} > data.base_max={d.base_max}: the base set is empty")
+    need(d.nodes >= 2 and d.hops >= 1, "data.nodes must be >= 2 and data.hops >= 1")
     need(
         d.eval_samples >= 1 and d.generate_batch_size >= 1,
         "data.eval_samples and data.generate_batch_size must be >= 1",
@@ -208,6 +215,9 @@ def validate(cfg: Any) -> None:
     need(f.voters >= 1, f"si.filters.voters={f.voters} must be at least 1")
     need(0.0 < f.vote_threshold <= 1.0, f"si.filters.vote_threshold={f.vote_threshold} must lie in (0, 1]")
     need(0.0 <= f.min_confidence <= 1.0, f"si.filters.min_confidence={f.min_confidence} must lie in [0, 1]")
+    noise = s.noise
+    need(0.0 <= noise.rate <= 1.0, f"si.noise.rate={noise.rate} must lie in [0, 1]")
+    need(all(r >= 1 for r in noise.rounds), f"si.noise.rounds={list(noise.rounds)}: rounds are numbered from 1")
     for key in ("newest_share", "base_share"):
         value = getattr(s.mixing, key)
         need(0.0 <= value <= 1.0, f"si.mixing.{key}={value} must lie in [0, 1]")
@@ -215,13 +225,14 @@ def validate(cfg: Any) -> None:
         value = getattr(s, key)
         need(0.0 <= value <= 1.0, f"si.{key}={value} must lie in [0, 1]")
 
-    task = get_task(d.task)
-    longest = longest_length(cfg)
-    tokens = task.sequence_length(longest)
+    furthest = Curriculum.from_config(cfg, task).furthest_size(s.rounds)
+    point = (furthest, furthest) if task.pair else furthest
+    problem = task.difficulty_error(point)
+    need(problem is None, f"{problem}: base {d.base_max} + {s.rounds} rounds of {s.schedule} reach size {furthest}")
+    tokens = task.sequence_tokens(point)
     need(
         tokens <= m.block_size,
-        f"model.block_size={m.block_size} is too small: {d.task} at length {longest} "
-        f"(base {d.base_max_length} + {s.rounds} rounds x {max_round_growth(cfg)} + "
-        f"{d.eval_lookahead} eval lookahead) "
+        f"model.block_size={m.block_size} is too small: {d.task} at size {furthest} "
+        f"(base {d.base_max} + {s.rounds} rounds of {s.schedule} + {d.eval_lookahead} eval lookahead) "
         f"needs {tokens} tokens",
     )

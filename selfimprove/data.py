@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from selfimprove.tasks import Example, Task
+from selfimprove.tasks import Difficulty, Example, Task
 from selfimprove.tokenizer import BOS, EOS, Tokenizer
 
 IGNORE = -100  # target value that carries no loss
@@ -34,6 +34,7 @@ class Batch:
 def collate(tokenizer: Tokenizer, examples: Sequence[Example], loss_on_prompt: bool = False) -> Batch:
     """BOS + prompt + answer + EOS, right-padded; loss on answer and EOS (and prompt if asked)."""
     texts = [prompt + answer for prompt, answer in examples]
+    prompt_lengths = tokenizer.lengths([prompt for prompt, _ in examples])
     ids, lengths = tokenizer.encode_padded(texts)
     B, width = ids.shape
     seq = np.zeros((B, width + 2), dtype=np.int64)
@@ -44,24 +45,24 @@ def collate(tokenizer: Tokenizer, examples: Sequence[Example], loss_on_prompt: b
     inputs, targets = seq[:, :-1], seq[:, 1:].copy()
     # targets[:, j] is token j + 1 of the sequence; the answer starts at token 1 + len(prompt).
     position = np.arange(width + 1)[None, :] + 1
-    first = 1 if loss_on_prompt else 1 + np.fromiter((len(p) for p, _ in examples), np.int64, B)[:, None]
+    first = 1 if loss_on_prompt else 1 + prompt_lengths[:, None]
     keep = (position >= first) & (position <= lengths[:, None] + 1)
     targets[~keep] = IGNORE
     return Batch(torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(targets))
 
 
 class BaseSource:
-    """Fresh instances with lengths uniform over [min_length, max_length]."""
+    """Fresh instances with difficulties drawn uniformly from the base set."""
 
-    def __init__(self, task: Task, min_length: int, max_length: int) -> None:
-        self.task, self.min_length, self.max_length = task, min_length, max_length
+    def __init__(self, task: Task, difficulties: Sequence[Difficulty]) -> None:
+        self.task, self.difficulties = task, list(difficulties)
 
     def draw(self, count: int, rng: np.random.Generator) -> list[Example]:
-        lengths = rng.integers(self.min_length, self.max_length + 1, size=count)
-        values, counts = np.unique(lengths, return_counts=True)
+        picks = rng.integers(0, len(self.difficulties), size=count)
+        indices, counts = np.unique(picks, return_counts=True)
         out: list[Example] = []
-        for length, n in zip(values.tolist(), counts.tolist(), strict=True):
-            out.extend(self.task.sample(length, n, rng))
+        for index, n in zip(indices.tolist(), counts.tolist(), strict=True):
+            out.extend(self.task.sample(self.difficulties[index], n, rng))
         return out
 
 

@@ -14,7 +14,7 @@ from selfimprove.model import Transformer
 from selfimprove.precision import autocast
 from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
 
-# Tokens allowed past the expected answer length, so that a too-long answer is seen as such
+# Tokens allowed past the task's answer budget, so that a too-long answer is seen as such
 # (and rejected by the length filter) rather than cut off to look right.
 LENGTH_SLACK = 2
 
@@ -68,17 +68,17 @@ def complete(
     model: Transformer,
     tokenizer: Tokenizer,
     prompts: Sequence[str],
-    answer_length: Sequence[int],
+    answer_budget: Sequence[int],
     batch_size: int,
     device: torch.device,
     precision: str = "fp32",
     progress: str | None = None,
 ) -> Completions:
-    """Greedy answers to `prompts`, batched by prompt length so no padding is ever computed.
+    """Greedy answers to `prompts`, batched by prompt length (in tokens) so no padding is ever computed.
 
-    `answer_length[i]` is the expected answer length of prompt i; generation stops LENGTH_SLACK
-    tokens past it (plus EOS). `precision` as training's (fp32 | bf16 | auto). `progress` names a
-    tqdm bar (None: no bar).
+    `answer_budget[i]` is the most answer tokens prompt i can have (the task's `answer_tokens`);
+    generation stops LENGTH_SLACK tokens past it (plus EOS). `precision` as training's (fp32 | bf16 |
+    auto). `progress` names a tqdm bar (None: no bar).
     """
     was_training = model.training
     model.eval()
@@ -86,8 +86,9 @@ def complete(
     finished = np.zeros(len(prompts), dtype=bool)
     min_prob = np.zeros(len(prompts), dtype=np.float32)
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, (prompt, n) in enumerate(zip(prompts, answer_length, strict=True)):
-        groups[len(prompt), n].append(i)
+    prompt_lengths = tokenizer.lengths(prompts).tolist()
+    for i, (prompt_len, n) in enumerate(zip(prompt_lengths, answer_budget, strict=True)):
+        groups[prompt_len, n].append(i)
     bar = tqdm(total=len(prompts), desc=progress, disable=progress is None, leave=False, dynamic_ncols=True)
     for (prompt_len, n), indices in groups.items():
         max_new = min(n + 1 + LENGTH_SLACK, model.cfg.block_size - prompt_len)

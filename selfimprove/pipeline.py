@@ -62,6 +62,9 @@ def saved_run(run_dir: Path) -> dict[str, Any]:
 
 
 def check_resumable(saved: dict[str, Any], cfg: DictConfig) -> None:
+    vocabulary = stages.task_of(cfg).vocabulary
+    if saved.get("vocabulary", vocabulary) != vocabulary:
+        raise ResumeError(f"resuming would change the vocabulary, refused: {saved['vocabulary']} -> {vocabulary}")
     changed = [
         f"{key}: {saved['config'].get(key)!r} -> {value!r}"
         for key, value in result_config(cfg).items()
@@ -77,7 +80,12 @@ def open_run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()
     if (run_dir / "run.json").exists():
         check_resumable(saved_run(run_dir), cfg)
     else:
-        atomic_write_json(run_dir / "run.json", {"overrides": list(overrides), "config": result_config(cfg)})
+        record = {
+            "overrides": list(overrides),
+            "config": result_config(cfg),
+            "vocabulary": stages.task_of(cfg).vocabulary,  # the tokenizer's tokens after <pad> <bos> <eos>
+        }
+        atomic_write_json(run_dir / "run.json", record)
     return stages.Context.create(cfg, run_dir)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from selfimprove.logging import table
-from selfimprove.stages import Context, base_stage, eval_stage, label_stage, train_stage
+from selfimprove.stages import Context, accuracy_after, base_stage, eval_stage, label_stage, targets_until, train_stage
+from selfimprove.tasks import as_difficulty, difficulty_name
 
 
 def summarize(ctx: Context, stopped: str | None = None) -> dict[str, Any]:
-    """Per finished round: targets, generated, kept, label accuracy, accuracy per length, seconds, reach."""
+    """Per finished round: targets, generated, kept, label accuracy, accuracy per difficulty (named `12`,
+    or `3x4` for pairs), the newest and the next curriculum step's lowest accuracy, seconds, reach."""
     run = ctx.run
     rounds = []
     r = 0
@@ -19,16 +21,21 @@ def summarize(ctx: Context, stopped: str | None = None) -> dict[str, Any]:
         trainings = [run.result(train_stage(r, k)) if r > 0 else run.result(base_stage(k)) for k in range(ctx.voters)]
         seconds = evaluation["seconds"] + sum(t["seconds"] for t in trainings)
         seconds += labelled["seconds"] if labelled else 0.0
+        accuracy = accuracy_after(run, r)
+        trained = targets_until(run, r)
         rounds.append(
             {
                 "round": r,
                 "targets": labelled["targets"] if labelled else None,
-                "trained_max": evaluation["trained_max"],
+                "trained_size": evaluation["trained_size"],
                 "generated": labelled["generated"] if labelled else None,
                 "kept": labelled["kept"] if labelled else None,
                 "kept_fraction": labelled["kept_fraction"] if labelled else None,
+                "noisy": labelled["noisy"] if labelled else None,
                 "label_accuracy": labelled["label_accuracy"] if labelled else None,
-                "accuracy": {str(n): a for n, a in zip(evaluation["lengths"], evaluation["accuracy"], strict=True)},
+                "accuracy": {difficulty_name(d): a for d, a in accuracy.items()},
+                "acc_newest": min(accuracy.get(d, 0.0) for d in ctx.curriculum.newest(trained)),
+                "acc_next": min(accuracy.get(d, 0.0) for d in ctx.curriculum.next_step(trained)),
                 "reach": evaluation["reach"],
                 "final_loss": [t["final_loss"] for t in trainings],
                 "seconds": round(seconds, 2),
@@ -37,7 +44,8 @@ def summarize(ctx: Context, stopped: str | None = None) -> dict[str, Any]:
         r += 1
     return {
         "task": ctx.cfg.data.task,
-        "base_lengths": [ctx.cfg.data.base_min_length, ctx.cfg.data.base_max_length],
+        "pair": ctx.task.pair,
+        "base": [ctx.cfg.data.base_min, ctx.cfg.data.base_max],
         "reach_threshold": ctx.cfg.si.reach_threshold,
         "voters": ctx.voters,
         "rounds": rounds,
@@ -49,62 +57,42 @@ def summarize(ctx: Context, stopped: str | None = None) -> dict[str, Any]:
 
 def round_table(summary: dict[str, Any]) -> str:
     """The console view: one row per round."""
-    rows = []
-    for r in summary["rounds"]:
-        accuracy = {int(n): a for n, a in r["accuracy"].items()}
-        newest = r["trained_max"]
-        rows.append(
-            [
-                r["round"],
-                _span(r["targets"]) if r["targets"] else "base",
-                r["kept"] if r["kept"] is not None else "-",
-                r["label_accuracy"] if r["label_accuracy"] is not None else "-",
-                accuracy.get(newest, float("nan")),
-                accuracy.get(newest + 1, float("nan")),
-                r["reach"],
-                f"{r['seconds']:.0f}s",
-            ]
-        )
-    return table(["round", "targets", "kept", "label acc", "acc@newest", "acc@newest+1", "reach", "time"], rows)
+    rows = [
+        [
+            r["round"],
+            _span(r["targets"]) if r["targets"] else "base",
+            r["kept"] if r["kept"] is not None else "-",
+            r["label_accuracy"] if r["label_accuracy"] is not None else "-",
+            r["acc_newest"],
+            r["acc_next"],
+            r["reach"],
+            f"{r['seconds']:.0f}s",
+        ]
+        for r in summary["rounds"]
+    ]
+    return table(["round", "targets", "kept", "label acc", "acc@newest", "acc@next", "reach", "time"], rows)
 
 
-def _span(lengths: list[int]) -> str:
-    return str(lengths[0]) if len(lengths) == 1 else f"{lengths[0]}-{lengths[-1]}"
+def _span(targets: list[Any]) -> str:
+    names = [difficulty_name(as_difficulty(t)) for t in targets]
+    if len(names) > 1 and all(isinstance(t, int) for t in targets):
+        return f"{names[0]}-{names[-1]}"
+    return " ".join(names)
 
 
 def plot(summary: dict[str, Any], out_dir: Any) -> None:
-    """accuracy.png: exact match by length (rows) and round (columns); labels.png: label accuracy and
-    kept fraction per round."""
+    """accuracy.png: accuracy by difficulty (rows) and round (columns), or for pair difficulties by
+    (a, b) after the latest round; labels.png: label accuracy and kept fraction per round."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     rounds = summary["rounds"]
     if not rounds:
         return
     out_dir.mkdir(parents=True, exist_ok=True)
-    longest = max(int(n) for r in rounds for n in r["accuracy"])
-    grid = np.full((longest, len(rounds)), np.nan)
-    for j, r in enumerate(rounds):
-        for n, a in r["accuracy"].items():
-            grid[int(n) - 1, j] = a
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(rounds), 0.8 + 0.28 * longest))
-    image = ax.imshow(
-        grid,
-        aspect="auto",
-        origin="lower",
-        vmin=0,
-        vmax=1,
-        cmap="viridis",
-        extent=(-0.5, len(rounds) - 0.5, 0.5, longest + 0.5),
-    )
-    for j, r in enumerate(rounds):
-        ax.plot([j - 0.5, j + 0.5], [r["trained_max"] + 0.5] * 2, color="white", lw=1.5)
-    ax.set(xlabel="round", ylabel="length", title=f"{summary['task']}: exact match (white: longest trained)")
-    ax.set_xticks(range(len(rounds)))
-    fig.colorbar(image, ax=ax, label="exact match")
+    fig = _pair_grid(plt, summary) if summary["pair"] else _rounds_grid(plt, summary)
     fig.tight_layout()
     fig.savefig(out_dir / "accuracy.png", dpi=100)
     plt.close(fig)
@@ -120,3 +108,42 @@ def plot(summary: dict[str, Any], out_dir: Any) -> None:
         fig.tight_layout()
         fig.savefig(out_dir / "labels.png", dpi=100)
         plt.close(fig)
+
+
+def _rounds_grid(plt: Any, summary: dict[str, Any]) -> Any:
+    import numpy as np
+
+    rounds = summary["rounds"]
+    longest = max(int(n) for r in rounds for n in r["accuracy"])
+    grid = np.full((longest, len(rounds)), np.nan)
+    for j, r in enumerate(rounds):
+        for n, a in r["accuracy"].items():
+            grid[int(n) - 1, j] = a
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(rounds), 0.8 + 0.28 * longest))
+    extent = (-0.5, len(rounds) - 0.5, 0.5, longest + 0.5)
+    image = ax.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis", extent=extent)
+    for j, r in enumerate(rounds):
+        ax.plot([j - 0.5, j + 0.5], [r["trained_size"] + 0.5] * 2, color="white", lw=1.5)
+    ax.set(xlabel="round", ylabel="difficulty", title=f"{summary['task']}: accuracy (white: largest trained)")
+    ax.set_xticks(range(len(rounds)))
+    fig.colorbar(image, ax=ax, label="accuracy")
+    return fig
+
+
+def _pair_grid(plt: Any, summary: dict[str, Any]) -> Any:
+    import numpy as np
+
+    latest = summary["rounds"][-1]
+    points = {tuple(map(int, name.split("x"))): a for name, a in latest["accuracy"].items()}
+    side = max(max(p) for p in points)
+    grid = np.full((side, side), np.nan)
+    for (a, b), value in points.items():
+        grid[a - 1, b - 1] = value
+    fig, ax = plt.subplots(figsize=(1.5 + 0.45 * side, 1.0 + 0.4 * side))
+    extent = (0.5, side + 0.5, 0.5, side + 0.5)
+    image = ax.imshow(grid, origin="lower", vmin=0, vmax=1, cmap="viridis", extent=extent)
+    reach = latest["reach"]
+    ax.plot([0.5, reach + 0.5, reach + 0.5], [reach + 0.5, reach + 0.5, 0.5], color="white", lw=1.5)
+    ax.set(xlabel="b (digits)", ylabel="a (digits)", title=f"{summary['task']} after round {latest['round']}")
+    fig.colorbar(image, ax=ax, label="accuracy (white: reach)")
+    return fig

@@ -1,31 +1,133 @@
-"""Which lengths a round labels next (the si/ group's schedule)."""
+"""The curriculum (the si/ group's schedule): the base set, the order of harder difficulties, the next
+round's targets, the evaluation points and the reach.
+
+Past the base set, difficulties come in *steps*, taken in order:
+- int difficulties (lengths, hops): base_max + 1, base_max + 2, ...
+- pair difficulties (a, b), base base_min..base_max on both sides: for n = base_max + 1, base_max + 2, ...
+  the steps {(1, n), (n, 1)}, {(2, n), (n, 2)}, ..., {(n, n)}: the paper's order for multiplication.
+linear takes `si.length_step` steps per round; accelerated (the paper's fast mode) takes every
+consecutive step whose difficulties all score at least `si.accelerate_threshold` (the next one alone
+when none does). The *size* of a difficulty is the int itself or the larger side of a pair.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from selfimprove.config import SIConfig
-
-
-def next_lengths(si: SIConfig, trained_max: int, accuracy: Mapping[int, float]) -> list[int]:
-    """Target lengths for the next round, given the longest length trained so far and the latest
-    accuracy per length.
-
-    linear: the next `length_step` lengths. accelerated (the paper's fast mode): every consecutive
-    length past `trained_max` whose accuracy is at least `accelerate_threshold`; the next length
-    alone when there is none.
-    """
-    if si.schedule == "linear":
-        return list(range(trained_max + 1, trained_max + 1 + si.length_step))
-    targets = []
-    while accuracy.get(trained_max + 1 + len(targets), 0.0) >= si.accelerate_threshold:
-        targets.append(trained_max + 1 + len(targets))
-    return targets or [trained_max + 1]
+from selfimprove.tasks import Difficulty, Task
 
 
-def reach(accuracy: Mapping[int, float], threshold: float) -> int:
-    """Longest L such that accuracy at every length 1..L is at least `threshold` (0 if none)."""
-    length = 0
-    while accuracy.get(length + 1, 0.0) >= threshold:
-        length += 1
-    return length
+class Curriculum:
+    def __init__(
+        self,
+        pair: bool,
+        low: int,
+        base_min: int,
+        base_max: int,
+        schedule: str = "linear",
+        steps_per_round: int = 1,
+        accelerate_threshold: float = 0.99,
+        lookahead: int = 1,
+    ) -> None:
+        self.pair, self.low, self.base_min, self.base_max = pair, low, base_min, base_max
+        self.schedule, self.steps_per_round = schedule, steps_per_round
+        self.accelerate_threshold, self.lookahead = accelerate_threshold, lookahead
+
+    @classmethod
+    def from_config(cls, cfg: Any, task: Task) -> Curriculum:
+        return cls(
+            task.pair,
+            task.min_difficulty,
+            cfg.data.base_min,
+            cfg.data.base_max,
+            cfg.si.schedule,
+            cfg.si.length_step,
+            cfg.si.accelerate_threshold,
+            cfg.data.eval_lookahead,
+        )
+
+    # -- the order of difficulties --------------------------------------------------------------
+    @property
+    def base(self) -> list[Difficulty]:
+        sides = range(self.base_min, self.base_max + 1)
+        return [(a, b) for a in sides for b in sides] if self.pair else list(sides)
+
+    def size(self, difficulty: Difficulty) -> int:
+        return max(difficulty) if isinstance(difficulty, tuple) else difficulty
+
+    def step(self, index: int) -> list[Difficulty]:
+        """The difficulties of step `index` (0: the first past the base set)."""
+        if not self.pair:
+            return [self.base_max + 1 + index]
+        n = self.base_max + 1
+        while index > n - self.low:  # side n has n - low + 1 steps
+            index -= n - self.low + 1
+            n += 1
+        k = self.low + index
+        return [(k, n)] if k == n else [(k, n), (n, k)]
+
+    def step_index(self, difficulty: Difficulty) -> int:
+        if not isinstance(difficulty, tuple):
+            return difficulty - self.base_max - 1
+        k, n = sorted(difficulty)
+        return sum(m - self.low + 1 for m in range(self.base_max + 1, n)) + k - self.low
+
+    def steps_taken(self, targets: Iterable[Difficulty]) -> int:
+        """How many steps past the base the targets so far cover (they are taken in order)."""
+        return max((self.step_index(t) + 1 for t in targets), default=0)
+
+    # -- rounds ---------------------------------------------------------------------------------
+    def next_targets(self, targets: Iterable[Difficulty], accuracy: Mapping[Difficulty, float]) -> list[Difficulty]:
+        """The next round's targets, given every earlier round's targets and the latest accuracies."""
+        first = self.steps_taken(targets)
+        if self.schedule == "linear":
+            return [d for i in range(first, first + self.steps_per_round) for d in self.step(i)]
+        taken: list[Difficulty] = []
+        index = first
+        while all(accuracy.get(d, 0.0) >= self.accelerate_threshold for d in self.step(index)):
+            taken += self.step(index)
+            index += 1
+        return taken or self.step(first)
+
+    def newest(self, targets: Iterable[Difficulty]) -> list[Difficulty]:
+        """The last step the targets so far reach (the base's largest difficulty before any round)."""
+        taken = self.steps_taken(targets)
+        if taken:
+            return self.step(taken - 1)
+        return [(self.base_max, self.base_max)] if self.pair else [self.base_max]
+
+    def next_step(self, targets: Iterable[Difficulty]) -> list[Difficulty]:
+        return self.step(self.steps_taken(targets))
+
+    def largest_size(self, targets: Iterable[Difficulty]) -> int:
+        return max([self.base_max, *(self.size(t) for t in targets)])
+
+    def points_of_size(self, size: int) -> list[Difficulty]:
+        if not self.pair:
+            return [size]
+        return [(a, size) for a in range(self.low, size + 1)] + [(size, b) for b in range(self.low, size)]
+
+    def points_up_to(self, size: int) -> list[Difficulty]:
+        return [d for n in range(self.low, size + 1) for d in self.points_of_size(n)]
+
+    def eval_points(self, targets: Iterable[Difficulty]) -> list[Difficulty]:
+        """Every difficulty up to `eval_lookahead` sizes past the largest trained one."""
+        return self.points_up_to(self.largest_size(targets) + self.lookahead)
+
+    def reach(self, accuracy: Mapping[Difficulty, float], threshold: float) -> int:
+        """The largest size n such that every difficulty of size at most n scores at least `threshold`
+        (0 if none); for pairs: every (a, b) with a, b <= n."""
+        n = self.low - 1
+        while all(accuracy.get(d, 0.0) >= threshold for d in self.points_of_size(n + 1)):
+            n += 1
+        return n if n >= self.low else 0
+
+    def furthest_size(self, rounds: int) -> int:
+        """The largest size a run of `rounds` rounds can train or evaluate on, whatever its results:
+        accelerated takes at most the evaluated sizes, `eval_lookahead` past the largest trained one."""
+        if self.schedule == "accelerated":
+            return self.base_max + (rounds + 1) * self.lookahead
+        if rounds == 0:
+            return self.base_max + self.lookahead
+        return self.size(self.step(rounds * self.steps_per_round - 1)[0]) + self.lookahead

@@ -3,13 +3,15 @@
 A stage returns at once with its stored result when its marker says it is done; otherwise it reads
 what it needs from the run directory, writes its outputs atomically, and writes its marker last.
 Training stages also checkpoint every `training.checkpoint_every` steps and resume from there.
-`pipeline.run` calls them in order in one process; a cluster launcher can call them as separate jobs.
+`graph` orders them: `pipeline.run` walks that graph in one process, `sweep.py` submits it as jobs.
+Every stage seeds torch from (seed, stage), so what it computes does not depend on the process.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +20,16 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from selfimprove import precision, schedule
+from selfimprove import noise, precision
 from selfimprove.data import BaseSource, MixtureSampler, Source, round_mixture
-from selfimprove.evaluate import LABEL_STREAM, TRAIN_STREAM, exact_match
+from selfimprove.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_point
 from selfimprove.filters import VoterLabels, filter_labels
 from selfimprove.generate import complete
 from selfimprove.logging import MetricsLogger
 from selfimprove.model import Transformer
-from selfimprove.store import RunDir
-from selfimprove.tasks import Task, get_task
+from selfimprove.schedule import Curriculum
+from selfimprove.store import IncompatibleCheckpointError, RunDir
+from selfimprove.tasks import Difficulty, Task, as_difficulty, difficulty_name, get_task
 from selfimprove.tokenizer import Tokenizer
 from selfimprove.train import NonFiniteLossError, StepLog, make_optimizer, resolve_device, train_steps
 
@@ -47,6 +50,16 @@ def eval_stage(round_: int) -> str:
     return f"eval.round{round_:03d}"
 
 
+def seed_torch(seed: int, stage: str) -> None:
+    """Seed torch (CPU and CUDA) from (seed, stage): a stage computes the same whichever process ran the
+    stages before it (dropout, weight init)."""
+    torch.manual_seed(int(np.random.SeedSequence([seed, zlib.crc32(stage.encode())]).generate_state(1)[0]))
+
+
+def task_of(cfg: DictConfig) -> Task:
+    return get_task(cfg.data.task, cfg.data)
+
+
 @dataclass
 class Context:
     """What every stage needs, built once per process from the config and the run directory."""
@@ -54,6 +67,7 @@ class Context:
     cfg: DictConfig
     run: RunDir
     task: Task
+    curriculum: Curriculum
     tokenizer: Tokenizer
     device: torch.device
     metrics: MetricsLogger
@@ -68,7 +82,8 @@ class Context:
         device = resolve_device(cfg.training.device)
         config = OmegaConf.to_container(cfg, resolve=True)
         metrics = MetricsLogger(run.metrics, cfg.logger, config, run_name=f"{run.root.parent.name}/{run.root.name}")
-        return cls(cfg, run, get_task(cfg.data.task), Tokenizer(), device, metrics)
+        task = task_of(cfg)
+        return cls(cfg, run, task, Curriculum.from_config(cfg, task), Tokenizer(task.vocabulary), device, metrics)
 
     @property
     def voters(self) -> int:
@@ -77,28 +92,46 @@ class Context:
     def new_model(self) -> Transformer:
         return Transformer(self.cfg.model, self.tokenizer.vocab_size).to(self.device)
 
-    def load_model(self, voter: int) -> Transformer:
+    def restore(self, path: Path) -> tuple[Transformer, dict[str, Any]]:
+        """A model with the checkpoint's weights, and the checkpoint; refused in one line when the
+        checkpoint was written for another vocabulary or model shape."""
+        checkpoint = self.run.load_checkpoint(path)
+        model_config = OmegaConf.to_container(self.cfg.model)
+        for what, ours in (("vocabulary", self.tokenizer.vocabulary), ("model_config", model_config)):
+            if checkpoint.get(what) != ours:
+                raise IncompatibleCheckpointError(
+                    f"{path} was written for another {what.replace('_config', '')}: "
+                    f"{checkpoint.get(what)} (this run: {ours})"
+                )
         model = self.new_model()
-        model.load_state_dict(self.run.load_checkpoint(self.run.checkpoint(voter))["model"])
-        return model.eval()
+        model.load_state_dict(checkpoint["model"])
+        return model, checkpoint
+
+    def load_model(self, voter: int) -> Transformer:
+        return self.restore(self.run.checkpoint(voter))[0].eval()
 
 
 # -- what the markers say ---------------------------------------------------------------------------
-def round_targets(run: RunDir, round_: int) -> list[int]:
-    return run.result(label_stage(round_))["targets"]
+def round_targets(run: RunDir, round_: int) -> list[Difficulty]:
+    return [as_difficulty(d) for d in run.result(label_stage(round_))["targets"]]
 
 
-def trained_max(ctx: Context, round_: int) -> int:
-    """The longest length trained on after `round_` rounds."""
-    longest = ctx.cfg.data.base_max_length
-    for r in range(1, round_ + 1):
-        longest = max(longest, *round_targets(ctx.run, r))
-    return longest
+def targets_until(run: RunDir, round_: int) -> list[Difficulty]:
+    """Every target of rounds 1..`round_`: with the base set, what has been trained on after `round_`."""
+    return [d for r in range(1, round_ + 1) for d in round_targets(run, r)]
 
 
-def accuracy_after(run: RunDir, round_: int) -> dict[int, float]:
+def accuracy_after(run: RunDir, round_: int) -> dict[Difficulty, float]:
     result = run.result(eval_stage(round_))
-    return dict(zip(result["lengths"], result["accuracy"], strict=True))
+    return {as_difficulty(d): a for d, a in zip(result["points"], result["accuracy"], strict=True)}
+
+
+def newest_accuracy(cfg: DictConfig, run: RunDir, round_: int) -> tuple[str, float]:
+    """The round's newest curriculum step (named for messages) and its lowest accuracy after the round."""
+    curriculum = Curriculum.from_config(cfg, task_of(cfg))
+    newest = curriculum.newest(targets_until(run, round_))
+    accuracy = accuracy_after(run, round_)
+    return ", ".join(map(difficulty_name, newest)), min(accuracy[d] for d in newest)
 
 
 # -- training ---------------------------------------------------------------------------------------
@@ -110,20 +143,20 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
     path = run.checkpoint(voter)
     rng = np.random.default_rng(sampler_rng_seed)
     start = 0
+    seed_torch(cfg.training.seed, stage)  # the base stage's seed also sets the voter's initial weights
     if round_ == 0 and not path.exists():
-        torch.manual_seed(cfg.training.seed * 1000 + voter)  # independently seeded voters
         model = ctx.new_model()
         optimizer = make_optimizer(model, cfg.training, ctx.device)
     else:
-        checkpoint = run.load_checkpoint(path)
-        model = ctx.new_model()
-        model.load_state_dict(checkpoint["model"])
+        model, checkpoint = ctx.restore(path)
         optimizer = make_optimizer(model, cfg.training, ctx.device)
         optimizer.load_state_dict(checkpoint["optimizer"])  # moments carry over from round to round
         if checkpoint["stage"] == stage:  # this very stage was interrupted: continue where it stopped
             start = checkpoint["step"]
             rng.bit_generator.state = checkpoint["rng"]
             torch.set_rng_state(checkpoint["torch_rng"])
+            if checkpoint.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
 
     def save(step: int, target: Path = path) -> None:
         run.save_checkpoint(
@@ -135,7 +168,9 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
                 "step": step,
                 "rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if ctx.device.type == "cuda" else None,
                 "model_config": OmegaConf.to_container(cfg.model),
+                "vocabulary": ctx.tokenizer.vocabulary,
             },
         )
 
@@ -195,8 +230,7 @@ def _last_good(run: RunDir, path: Path) -> str:
 
 
 def _sources(ctx: Context, round_: int) -> list[tuple[Source, float]]:
-    data = ctx.cfg.data
-    base = BaseSource(ctx.task, data.base_min_length, data.base_max_length)
+    base = BaseSource(ctx.task, ctx.curriculum.base)
     if round_ == 0:
         return [(base, 1.0)]
     rounds = [ctx.run.read_round(r) for r in range(1, round_ + 1)]
@@ -218,46 +252,55 @@ def train_round(ctx: Context, round_: int, voter: int) -> dict:
 
 # -- labelling --------------------------------------------------------------------------------------
 def label(ctx: Context, round_: int) -> dict:
-    """Every voter labels fresh prompts at the round's target lengths; the filters decide what is kept;
-    the oracle audits what was kept (measured, never used to filter)."""
+    """Every voter labels fresh prompts at the round's targets; the filters decide what is kept; optional
+    noise is injected into what is kept; the task's `check` audits what is stored (measured, never used to
+    filter)."""
     cfg, run, task = ctx.cfg, ctx.run, ctx.task
     stage = label_stage(round_)
     if run.is_done(stage):
         return run.result(stage)
     started = time.perf_counter()
-    targets = schedule.next_lengths(cfg.si, trained_max(ctx, round_ - 1), accuracy_after(ctx.run, round_ - 1))
+    seed_torch(cfg.training.seed, stage)
+    targets = ctx.curriculum.next_targets(targets_until(run, round_ - 1), accuracy_after(run, round_ - 1))
     rng = np.random.default_rng([cfg.training.seed, LABEL_STREAM, round_])
     share = np.full(len(targets), cfg.si.samples_per_round // len(targets))
     share[: cfg.si.samples_per_round % len(targets)] += 1
-    examples = [e for n, count in zip(targets, share, strict=True) for e in task.sample(n, int(count), rng)]
-    prompts = [e.prompt for e in examples]
-    lengths = [task.length_of(p) for p in prompts]
-    expected = [task.answer_length(n) for n in lengths]
+    difficulties = [d for d, count in zip(targets, share, strict=True) for _ in range(count)]
+    prompts = [e.prompt for d, count in zip(targets, share, strict=True) for e in task.sample(d, int(count), rng)]
+    budget = [task.answer_tokens(d) for d in difficulties]
 
     voters = []
     for voter in range(ctx.voters):
         bar = f"{stage}.voter{voter}" if cfg.progress else None
         model = ctx.load_model(voter)
         batch_size = cfg.data.generate_batch_size
-        out = complete(model, ctx.tokenizer, prompts, expected, batch_size, ctx.device, cfg.training.precision, bar)
+        out = complete(model, ctx.tokenizer, prompts, budget, batch_size, ctx.device, cfg.training.precision, bar)
         voters.append(VoterLabels(out.labels, out.finished, out.min_prob))
-    verdicts = filter_labels(voters, expected, cfg.si.filters)
+    verdicts = filter_labels(voters, difficulties, task, cfg.si.filters)
+    kept = [i for i, v in enumerate(verdicts) if v.label is not None]
+    labels = [verdicts[i].label for i in kept]
+    noisy = [False] * len(kept)
+    if noise.applies(cfg.si.noise, round_):
+        noise_rng = np.random.default_rng([cfg.training.seed, NOISE_STREAM, round_])
+        labels, noisy = noise.inject(labels, cfg.si.noise, ctx.tokenizer, noise_rng)
 
     rows = [
         {
-            "prompt": e.prompt,
-            "label": v.label,
-            "length": n,
-            "votes": v.votes,
-            "confidence": round(v.confidence, 5),
-            "correct": v.label == e.answer,
+            "prompt": prompts[i],
+            "label": label,
+            "difficulty": difficulties[i],
+            "votes": verdicts[i].votes,
+            "confidence": round(verdicts[i].confidence, 5),
+            "correct": task.check(prompts[i], label),
+            "noisy": flag,
         }
-        for e, n, v in zip(examples, lengths, verdicts, strict=True)
-        if v.label is not None
+        for i, label, flag in zip(kept, labels, noisy, strict=True)
     ]
     run.write_round(round_, rows)
     voter_accuracy = [
-        float(np.mean([ok and label == e.answer for ok, label, e in zip(v.finished, v.labels, examples, strict=True)]))
+        float(
+            np.mean([ok and task.check(p, label) for ok, label, p in zip(v.finished, v.labels, prompts, strict=True)])
+        )
         for v in voters
     ]
     result = {
@@ -266,6 +309,7 @@ def label(ctx: Context, round_: int) -> dict:
         "generated": len(prompts),
         "kept": len(rows),
         "kept_fraction": len(rows) / len(prompts),
+        "noisy": sum(noisy),
         "label_accuracy": float(np.mean([r["correct"] for r in rows])) if rows else None,
         "voter_accuracy": voter_accuracy,  # share of each voter's raw labels that were right
         "seconds": round(time.perf_counter() - started, 2),
@@ -277,21 +321,23 @@ def label(ctx: Context, round_: int) -> dict:
 
 # -- evaluation -------------------------------------------------------------------------------------
 def evaluate(ctx: Context, round_: int) -> dict:
-    """Exact match per length, 1 .. trained_max + eval_lookahead, for every voter; reach from the mean."""
+    """Accuracy (the task's `check`) at every curriculum evaluation point, for every voter; the reach
+    from their mean."""
     cfg, run = ctx.cfg, ctx.run
     stage = eval_stage(round_)
     if run.is_done(stage):
         return run.result(stage)
     started = time.perf_counter()
-    longest = trained_max(ctx, round_)
-    lengths = list(range(1, longest + cfg.data.eval_lookahead + 1))
+    seed_torch(cfg.training.seed, stage)
+    trained = targets_until(run, round_)
+    points = ctx.curriculum.eval_points(trained)
     per_voter = []
     for voter in range(ctx.voters):
-        accuracy = exact_match(
+        accuracy = accuracy_per_point(
             ctx.load_model(voter),
             ctx.tokenizer,
             ctx.task,
-            lengths,
+            points,
             cfg.data.eval_samples,
             cfg.training.seed,
             cfg.data.generate_batch_size,
@@ -299,15 +345,15 @@ def evaluate(ctx: Context, round_: int) -> dict:
             cfg.training.precision,
             progress=f"{stage}.voter{voter}" if cfg.progress else None,
         )
-        per_voter.append([accuracy[n] for n in lengths])
+        per_voter.append([accuracy[d] for d in points])
     mean = np.mean(per_voter, axis=0).tolist()
     result: dict[str, Any] = {
         "round": round_,
-        "trained_max": longest,
-        "lengths": lengths,
+        "trained_size": ctx.curriculum.largest_size(trained),
+        "points": points,
         "accuracy": mean,
         "voter_accuracy": per_voter,
-        "reach": schedule.reach(dict(zip(lengths, mean, strict=True)), cfg.si.reach_threshold),
+        "reach": ctx.curriculum.reach(dict(zip(points, mean, strict=True)), cfg.si.reach_threshold),
         "seconds": round(time.perf_counter() - started, 2),
     }
     ctx.metrics.log("eval", **result)

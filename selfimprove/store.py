@@ -24,6 +24,10 @@ class CorruptFileError(RuntimeError):
     """A run-directory file that cannot be read; the message names its path."""
 
 
+class IncompatibleCheckpointError(RuntimeError):
+    """A checkpoint written for another vocabulary or model shape; the message names its path."""
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

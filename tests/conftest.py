@@ -33,6 +33,20 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def outcome(run_dir: Path) -> dict:
+    """What a run computed: per-round accuracies, kept labels and the final weights (not timings or the
+    logged loss, whose averaging window a resume cuts short)."""
+    import torch
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    weights = torch.load(run_dir / "checkpoints" / "voter0" / "latest.pt", weights_only=False)["model"]
+    return {
+        "rounds": [(r["round"], r["targets"], r["kept"], r["accuracy"]) for r in summary["rounds"]],
+        "data": {p.name: read_jsonl(p) for p in sorted((run_dir / "data").glob("*.jsonl"))},
+        "weights": {name: tensor.tolist() for name, tensor in weights.items()},
+    }
+
+
 @pytest.fixture
 def quick_run(tmp_path: Path):
     """Run the quick experiment into a fresh directory; returns (completed process, run dir)."""

@@ -31,7 +31,7 @@ def test_unknown_key(tmp_path):
         (["model.block_size=16"], "model.block_size=16 is too small"),
         (["si.filters.voters=0"], "si.filters.voters=0 must be at least 1"),
         (["si.filters.vote_threshold=1.2"], "si.filters.vote_threshold=1.2 must lie in (0, 1]"),
-        (["data.base_min_length=8", "data.base_max_length=4"], "the base length range is empty"),
+        (["data.base_min=8", "data.base_max=4"], "the base set is empty"),
     ],
 )
 def test_inconsistent_values_stop_before_any_work(tmp_path, overrides, message):
@@ -105,3 +105,31 @@ def test_corrupt_marker_is_reported_by_path(tmp_path):
     assert proc.returncode == 2
     assert last_line(proc).startswith(f"error: cannot read {marker}")
     json.loads((run_dir / "run.json").read_text())  # the run itself is untouched
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "what"),
+    [("vocabulary", list("0123456789+="), "vocabulary"), ("model_config", {"n_layer": 7}, "model")],
+)
+def test_checkpoint_of_another_vocabulary_or_model_is_refused_by_path(tmp_path, key, value, what):
+    run_dir = tmp_path / "run"
+    assert run_cli(*QUICK, "si.rounds=0", f"hydra.run.dir={run_dir}").returncode == 0
+    path = run_dir / "checkpoints" / "voter0" / "latest.pt"
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint[key] = value
+    torch.save(checkpoint, path)
+    proc = run_cli(*QUICK, f"resume={run_dir}", "si.rounds=1")
+    assert proc.returncode == 2
+    assert last_line(proc).startswith(f"error: {path} was written for another {what}: ")
+    assert not (run_dir / "data" / "round_001.jsonl").exists()
+
+
+def test_resume_with_another_vocabulary_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli(*QUICK, "si.rounds=0", f"hydra.run.dir={run_dir}").returncode == 0
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["vocabulary"] == list("0123456789=")  # copy's tokens, recorded with the run
+    record["vocabulary"] = list("0123456789+=")
+    (run_dir / "run.json").write_text(json.dumps(record))
+    proc = run_cli(*QUICK, f"resume={run_dir}", "si.rounds=1")
+    assert proc.returncode == 2 and "resuming would change the vocabulary" in last_line(proc)

@@ -44,11 +44,19 @@ def test_paper_experiments():
     copy = make("experiment=paper_copy")
     assert copy.training.batch_size == 1024 and copy.training.optim.lr == 5e-4
     assert copy.training.schedule == "wsd" and copy.si.samples_per_round == 20000
-    assert (copy.training.base_steps, copy.training.round_steps) == (2000, 500)
+    assert (copy.training.base_steps, copy.training.round_steps, copy.si.rounds) == (2000, 500, 100)
+    assert (copy.model.n_layer, copy.model.n_embd, copy.model.ffn_hidden) == (6, 384, 1536)
     addition = make("experiment=paper_reverse_addition")
-    assert addition.data.task == "reverse_addition" and addition.data.base_max_length == 16
+    assert addition.data.task == "reverse_addition" and addition.data.base_max == 16
     assert (addition.training.base_steps, addition.training.round_steps) == (10000, 1000)
-    assert addition.si.samples_per_round == 50000
+    assert addition.si.samples_per_round == 50000 and addition.si.rounds == 100
+    forward = make("experiment=paper_forward_addition")
+    assert forward.si.rounds == 60 and forward.si.filters.length
+    mult = make("experiment=paper_multiplication")
+    assert (mult.data.base_min, mult.data.base_max, mult.si.rounds) == (1, 5, 40)  # 40 steps: (1,6) ... (10,10)
+    assert (mult.si.filters.voters, mult.si.filters.vote_threshold) == (5, 0.7)
+    maze = make("experiment=paper_maze")
+    assert (maze.data.base_max, maze.si.rounds) == (9, 21)  # hops 10 ... 30
 
 
 def test_unknown_key_fails_at_composition():
@@ -74,8 +82,14 @@ def test_unknown_option_fails_at_composition():
         (["si.filters.voters=0"], "voters=0 must be at least 1"),
         (["si.filters.vote_threshold=0"], "vote_threshold=0.0 must lie in"),
         (["si.filters.vote_threshold=1.5"], "vote_threshold=1.5 must lie in"),
-        (["data.base_min_length=5", "data.base_max_length=3"], "length range is empty"),
-        (["data.base_min_length=0"], "base_min_length=0 must be at least 1"),
+        (["data.base_min=5", "data.base_max=3"], "the base set is empty"),
+        (["data.base_min=0"], "data.base_min=0: copy difficulties start at 1"),
+        (["data=maze", "data.nodes=8"], "maze: 14 hops need at least 15 nodes"),
+        (["data=maze", "data.maze_difficulty=nodes", "data.base_min=3"], "maze difficulties start at 6"),
+        (["data=multiplication", "model.block_size=128"], r"multiplication at size 8 \(base 5 \+ 8 rounds.* needs 231"),
+        (["si.noise.kind=shuffle"], "si.noise.kind='shuffle' is not one of uniform, drop, perturb"),
+        (["si.noise.rate=1.5"], "si.noise.rate=1.5 must lie in"),
+        (["si.noise.rounds=[0]"], "rounds are numbered from 1"),
         (["model.n_head=5"], "not divisible"),
         (["model.norm=batchnorm"], "model.norm='batchnorm' is not one of"),
         (["training.optim.lr=-1"], "must be positive"),

@@ -6,6 +6,7 @@ import pytest
 from conftest import QUICK, read_jsonl, run_cli
 
 from selfimprove.tasks import get_task
+from selfimprove.tasks.maze import parse_prompt
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ def test_quick_run_writes_a_consistent_run_dir(tmp_path):
         assert info["kept_fraction"] == pytest.approx(len(rows) / 200)
         for row in rows:  # the audit is the oracle's verdict, and every kept label passed the filters
             assert row["correct"] == task.check(row["prompt"], row["label"])
-            assert len(row["label"]) == row["length"] == 11 + r - 1
+            assert len(row["label"]) == row["difficulty"] == 11 + r - 1 and row["noisy"] is False
             assert row["votes"] in (1, 2) and 0.0 < row["confidence"] <= 1.0
         if rows:
             assert info["label_accuracy"] == pytest.approx(sum(r["correct"] for r in rows) / len(rows))
@@ -78,7 +79,7 @@ def test_training_learns_short_copies(tmp_path):
         "experiment=quick",
         "progress=false",
         "si.rounds=0",
-        "data.base_max_length=4",
+        "data.base_max=4",
         "training.base_steps=800",
         "training.batch_size=64",
         "training.optim.lr=3e-3",
@@ -104,3 +105,80 @@ def test_wandb_logger_runs_offline(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+
+
+# The rules of every task's format, written again from the README, independently of selfimprove.tasks.
+def reverse_addition(prompt):
+    a, b = prompt[:-1].split("+")
+    return str(int(a[::-1]) + int(b[::-1])).zfill(len(a) + 1)[::-1]
+
+
+def multiplication(prompt):
+    a_rev, b_rev = prompt[:-1].split("*")
+    a, width = int(a_rev[::-1]), len(a_rev)
+    parts, total = [], 0
+    for i, digit in enumerate(b_rev):
+        total += int(digit) * a * 10**i
+        part = str(int(digit) * a * 10**i).zfill(i + width + 1)[::-1]
+        parts.append(part + (f"({str(total).zfill(i + width + 1)[::-1]})" if 0 < i < len(b_rev) - 1 else ""))
+    return "+".join(parts) + "=" + str(total).zfill(width + len(b_rev))[::-1]
+
+
+def maze_path(prompt):
+    start, end, graph = parse_prompt(prompt)
+    paths = [[start]]
+    while paths[0][-1] != end:  # breadth-first; in a tree the first path to reach the end is the only one
+        path = paths.pop(0)
+        paths += [[*path, n] for n in sorted(graph[path[-1]]) if n not in path]
+    return ">".join(paths[0])
+
+
+RULES = {
+    "copy": lambda p: p[:-1],
+    "reverse": lambda p: p[:-1][::-1],
+    "sort": lambda p: "".join(sorted(p[:-1])),
+    "reverse_addition": reverse_addition,
+    "forward_addition": lambda p: str(sum(map(int, p[:-1].split("+")))),
+    "multiplication": multiplication,
+    "maze": maze_path,
+}
+
+
+# Long answers: a model must train a little longer before it ends its labels with EOS at all.
+LONGER = ["training.base_steps=150", "training.optim.lr=3e-3", "data.eval_samples=8"]
+EXTRA = {"multiplication": LONGER, "maze": [*LONGER, "data.nodes=8", "data.base_max=3"]}
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_every_task_runs_and_its_correct_flags_follow_the_format(tmp_path, name):
+    """`python run.py experiment=quick data=<task>`; with the length filter off, so that the barely trained
+    model's labels are kept, every stored `correct` flag is the rule's verdict on the stored label."""
+    run_dir = tmp_path / "run"
+    overrides = [f"data={name}", "si.rounds=1", "si.filters.length=false", *EXTRA.get(name, [])]
+    proc = run_cli(*QUICK, *overrides, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_jsonl(run_dir / "data" / "round_001.jsonl")
+    assert rows, "nothing was kept"
+    for row in rows:
+        assert row["correct"] == (row["label"] == RULES[name](row["prompt"])), row
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["task"] == name and len(summary["rounds"]) == 2
+    assert (run_dir / "plots" / "accuracy.png").exists()
+
+
+def test_noise_is_injected_marked_and_audited(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        *QUICK,
+        "si.rounds=1",
+        "si.filters.length=false",
+        "si.noise.rate=0.5",
+        "si.noise.kind=drop",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_jsonl(run_dir / "data" / "round_001.jsonl")
+    label = json.loads((run_dir / "done" / "label.round001.json").read_text())
+    assert label["noisy"] == sum(r["noisy"] for r in rows) == round(0.5 * len(rows)) > 0
+    assert all(r["correct"] == (r["label"] == r["prompt"][:-1]) for r in rows)
+    assert all(len(r["label"]) < 11 for r in rows if r["noisy"])  # drop deleted 1-3 tokens of 11-digit labels

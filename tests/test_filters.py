@@ -3,6 +3,9 @@ import pytest
 
 from selfimprove.config import FilterConfig
 from selfimprove.filters import VoterLabels, filter_labels, majority_vote
+from selfimprove.tasks import get_task
+
+COPY = get_task("copy")  # length rule: a label of difficulty n has n digits
 
 
 def voter(labels, finished=None, min_prob=None) -> VoterLabels:
@@ -34,20 +37,20 @@ def test_majority_vote(candidates, threshold, kept):
 
 def test_length_filter_rejects_wrong_lengths_and_can_be_switched_off():
     voters = [voter(["123", "12", "1234"])]
-    on = filter_labels(voters, [3, 3, 3], FilterConfig(length=True))
+    on = filter_labels(voters, [3, 3, 3], COPY, FilterConfig(length=True))
     assert [v.label for v in on] == ["123", None, None]
-    off = filter_labels(voters, [3, 3, 3], FilterConfig(length=False))
+    off = filter_labels(voters, [3, 3, 3], COPY, FilterConfig(length=False))
     assert [v.label for v in off] == ["123", "12", "1234"]
 
 
 def test_unfinished_labels_are_never_kept():
     voters = [voter(["123", "456"], finished=[True, False])]
-    assert [v.label for v in filter_labels(voters, [3, 3], FilterConfig(length=False))] == ["123", None]
+    assert [v.label for v in filter_labels(voters, [3, 3], COPY, FilterConfig(length=False))] == ["123", None]
 
 
 def test_confidence_filter_and_reported_confidence():
     voters = [voter(["11", "22"], min_prob=[0.95, 0.6]), voter(["11", "22"], min_prob=[0.97, 0.99])]
-    verdicts = filter_labels(voters, [2, 2], FilterConfig(voters=2, min_confidence=0.9, vote_threshold=1.0))
+    verdicts = filter_labels(voters, [2, 2], COPY, FilterConfig(voters=2, min_confidence=0.9, vote_threshold=1.0))
     assert [v.label for v in verdicts] == ["11", None]  # voter 0 abstains on the second prompt
     assert verdicts[0].confidence == pytest.approx(0.95) and verdicts[0].votes == 2
 
@@ -56,6 +59,31 @@ def test_filters_compose_vote_after_length():
     # Voter 2 gives a too-long label: with the length filter it abstains, and 2 of 3 agree.
     voters = [voter(["55"]), voter(["55"]), voter(["555"])]
     cfg = FilterConfig(voters=3, vote_threshold=0.6)
-    assert filter_labels(voters, [2], cfg)[0].label == "55"
+    assert filter_labels(voters, [2], COPY, cfg)[0].label == "55"
     voters = [voter(["55"]), voter(["56"]), voter(["555"])]
-    assert filter_labels(voters, [2], cfg)[0].label is None  # 1-1 tie after the length filter
+    assert filter_labels(voters, [2], COPY, cfg)[0].label is None  # 1-1 tie after the length filter
+
+
+def test_labels_with_the_same_vote_key_vote_together():
+    # 123 * 45 in multiplication's format: `321*54=` -> partial products, then "=" and the product (the vote key).
+    task = get_task("multiplication")
+    right, wrong_chain, wrong_product = "5160+02940=53550", "5160+02941=53550", "5160+02940=53551"
+    assert task.check("321*54=", right) and not task.check("321*54=", wrong_chain)
+    voters = [voter([right]), voter([wrong_chain]), voter([wrong_product])]
+    verdict = filter_labels(voters, [(3, 2)], task, FilterConfig(voters=3, vote_threshold=0.5))[0]
+    # The product 53550 wins 2 of 3 (each whole label alone has 1 vote: a 3-way tie that would keep nothing).
+    assert verdict.votes == 2
+    assert verdict.label == right  # of the two labels with that product, each given once: the first
+    assert majority_vote([right, wrong_chain, wrong_product], 0.5)[0] is None  # without the key: a tie
+
+
+def test_the_kept_label_is_the_most_common_one_with_the_winning_key():
+    task = get_task("multiplication")
+    right, wrong_chain, wrong_product = "5160+02940=53550", "5160+02941=53550", "5160+02940=53551"
+    candidates = [wrong_chain, right, right, wrong_product]
+    assert majority_vote(candidates, 0.5, key=task.vote_key) == (right, 3)  # 3 of 4 give 53550; 2 of them `right`
+    assert majority_vote([wrong_chain, right, wrong_product, "0000+00000=00000"], 0.5, key=task.vote_key) == (
+        wrong_chain,
+        2,
+    )  # 1-1 between the labels with the winning product: the first
+    assert majority_vote([right, wrong_product], 0.5, key=task.vote_key) == (None, 1)  # 1-1 between products

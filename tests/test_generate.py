@@ -5,13 +5,16 @@ import torch
 from selfimprove.config import ModelConfig
 from selfimprove.generate import complete, generate
 from selfimprove.model import Transformer
+from selfimprove.tasks import get_task
 from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
+
+TOKENIZER = Tokenizer(get_task("copy").vocabulary)  # every prompt here is a copy prompt: digits and "="
 
 
 def tiny_model(pos_encoding: str, seed: int = 0) -> Transformer:
     torch.manual_seed(seed)
     cfg = ModelConfig(n_layer=2, n_head=2, n_embd=32, ffn_hidden=64, pos_encoding=pos_encoding, block_size=48)
-    model = Transformer(cfg, Tokenizer().vocab_size).eval()
+    model = Transformer(cfg, TOKENIZER.vocab_size).eval()
     with torch.no_grad():  # larger weights than the init so logits are far from ties and EOS comes early
         for p in model.parameters():
             p.mul_(8.0)
@@ -36,7 +39,7 @@ def recompute_greedy(model: Transformer, prompts: torch.Tensor, max_new_tokens: 
 @pytest.mark.parametrize("pos_encoding", ["nope", "rope", "learned"])
 def test_cached_decoding_equals_full_recomputation(pos_encoding):
     model = tiny_model(pos_encoding)
-    tok = Tokenizer()
+    tok = TOKENIZER
     rng = np.random.default_rng(0)
     prompts = torch.from_numpy(
         np.concatenate(
@@ -55,7 +58,7 @@ def test_cached_decoding_equals_full_recomputation(pos_encoding):
 
 def test_rows_stop_at_their_own_eos():
     model = tiny_model("nope")
-    tok = Tokenizer()
+    tok = TOKENIZER
     prompts = torch.from_numpy(
         np.concatenate([np.full((64, 1), BOS), tok.encode_batch([f"{i:02d}=" for i in range(64)])], axis=1)
     )
@@ -70,19 +73,19 @@ def test_rows_stop_at_their_own_eos():
 
 def test_complete_groups_mixed_lengths_and_keeps_order():
     model = tiny_model("nope", seed=1)
-    tok = Tokenizer()
+    tok = TOKENIZER
     prompts = ["12=", "345=", "6=", "7890=", "11="]
-    expected = [2, 3, 1, 4, 2]
-    together = complete(model, tok, prompts, expected, batch_size=2, device=torch.device("cpu"))
+    budget = [2, 3, 1, 4, 2]  # copy's answer tokens per prompt
+    together = complete(model, tok, prompts, budget, batch_size=2, device=torch.device("cpu"))
     for i, prompt in enumerate(prompts):
-        alone = complete(model, tok, [prompt], [expected[i]], batch_size=1, device=torch.device("cpu"))
+        alone = complete(model, tok, [prompt], [budget[i]], batch_size=1, device=torch.device("cpu"))
         assert together.labels[i] == alone.labels[0]
         assert together.finished[i] == alone.finished[0]
 
 
 def test_bf16_decoding_caches_bf16_and_answers_like_fp32():
     model = tiny_model("nope", seed=2)
-    tok = Tokenizer()
+    tok = TOKENIZER
     prompts = [f"{i:03d}=" for i in range(0, 1000, 37)]
     fp32 = complete(model, tok, prompts, [3] * len(prompts), batch_size=8, device=torch.device("cpu"))
     bf16 = complete(model, tok, prompts, [3] * len(prompts), 8, torch.device("cpu"), precision="bf16")

@@ -12,13 +12,15 @@ from selfimprove.tasks import get_task
 from selfimprove.tokenizer import Tokenizer
 from selfimprove.train import make_optimizer, train_steps
 
+COPY = get_task("copy")
+
 
 def losses_of(cfg: TrainingConfig, steps: int) -> list[float]:
     torch.manual_seed(0)
-    tokenizer = Tokenizer()
+    tokenizer = Tokenizer(COPY.vocabulary)
     model = Transformer(ModelConfig(n_layer=2, n_embd=64, ffn_hidden=160), tokenizer.vocab_size)
     optimizer = make_optimizer(model, cfg, torch.device("cpu"))
-    sampler = MixtureSampler(tokenizer, [(BaseSource(get_task("copy"), 1, 4), 1.0)], 32, np.random.default_rng(0))
+    sampler = MixtureSampler(tokenizer, [(BaseSource(COPY, [1, 2, 3, 4]), 1.0)], 32, np.random.default_rng(0))
     logged: list[float] = []
     train_steps(
         model,
@@ -64,7 +66,9 @@ def test_auto_precision_is_bf16_only_where_bf16_is_fast():
 
 def test_cpu_bf16_training_backpropagates_attention_in_fp32(monkeypatch):
     """PyTorch's bf16 flash-attention backward is slow on CPUs, so training attention runs in fp32 there."""
-    model = Transformer(ModelConfig(n_layer=1, n_embd=32, ffn_hidden=64, n_head=2), Tokenizer().vocab_size)
+    model = Transformer(
+        ModelConfig(n_layer=1, n_embd=32, ffn_hidden=64, n_head=2), Tokenizer(COPY.vocabulary).vocab_size
+    )
     seen: list[torch.dtype] = []
     original = torch.nn.functional.scaled_dot_product_attention
 

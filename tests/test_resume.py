@@ -6,28 +6,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-import torch
-from conftest import QUICK, REPO, read_jsonl, run_cli
+from conftest import QUICK, REPO, outcome, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("resume")]  # one worker: one reference run
 
 # Checkpoints every 10 steps, so that kills land inside training stages too.
 ARGS = [*QUICK, "training.checkpoint_every=10"]
-
-
-def outcome(run_dir: Path) -> dict:
-    """What a run computed: per-round accuracies, kept labels and the final weights (not timings or the
-    logged loss, whose averaging window a resume cuts short)."""
-    summary = json.loads((run_dir / "summary.json").read_text())
-    weights = torch.load(run_dir / "checkpoints" / "voter0" / "latest.pt", weights_only=False)["model"]
-    return {
-        "rounds": [(r["round"], r["targets"], r["kept"], r["accuracy"]) for r in summary["rounds"]],
-        "data": {p.name: read_jsonl(p) for p in sorted((run_dir / "data").glob("*.jsonl"))},
-        "weights": {name: tensor.tolist() for name, tensor in weights.items()},
-    }
 
 
 @pytest.fixture(scope="module")

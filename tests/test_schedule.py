@@ -2,28 +2,101 @@ import itertools
 
 import pytest
 
-from selfimprove.config import SIConfig, TrainingConfig
-from selfimprove.schedule import next_lengths, reach
+from selfimprove.config import TrainingConfig
+from selfimprove.schedule import Curriculum
 from selfimprove.train import lr_at
 
 
-def test_linear_schedule():
-    assert next_lengths(SIConfig(schedule="linear", length_step=1), 10, {}) == [11]
-    assert next_lengths(SIConfig(schedule="linear", length_step=3), 12, {}) == [13, 14, 15]
+def lengths(schedule="linear", step=1, base_max=10, lookahead=3):
+    return Curriculum(False, 1, 1, base_max, schedule, step, 0.99, lookahead)
 
 
-def test_accelerated_schedule_extends_over_accurate_lengths():
-    si = SIConfig(schedule="accelerated", accelerate_threshold=0.99)
+def pairs(schedule="linear", step=1, base_max=5, lookahead=1):
+    return Curriculum(True, 1, 1, base_max, schedule, step, 0.99, lookahead)
+
+
+def test_linear_lengths():
+    assert lengths().next_targets([], {}) == [11]
+    assert lengths().next_targets([11, 12], {}) == [13]
+    assert lengths(step=3).next_targets([11, 12], {}) == [13, 14, 15]
+
+
+def test_accelerated_lengths_extend_over_accurate_ones():
     accuracy = {10: 1.0, 11: 0.995, 12: 0.99, 13: 0.98, 14: 1.0}
-    assert next_lengths(si, 10, accuracy) == [11, 12]  # stops at the first length below threshold
-    assert next_lengths(si, 12, accuracy) == [13]  # none good: the next length alone
-    assert next_lengths(si, 14, accuracy) == [15]  # no measurement: the next length alone
+    assert lengths("accelerated").next_targets([], accuracy) == [11, 12]  # stops at the first below threshold
+    assert lengths("accelerated").next_targets([11, 12], accuracy) == [13]  # none good: the next alone
+    assert lengths("accelerated").next_targets([11, 12, 13, 14], accuracy) == [15]  # unmeasured: the next alone
 
 
-def test_reach_needs_every_length_up_to_it():
-    assert reach({1: 1.0, 2: 0.99, 3: 0.97, 4: 1.0}, 0.98) == 2
-    assert reach({1: 0.5}, 0.98) == 0
-    assert reach({n: 1.0 for n in range(1, 17)}, 0.98) == 16
+def test_pairs_come_in_the_papers_order():
+    """Base 1-5 x 1-5, then (1,6)&(6,1), (2,6)&(6,2), ..., (6,6), then the 7s."""
+    c, trained, rounds = pairs(), [], []
+    for _ in range(8):
+        targets = c.next_targets(trained, {})
+        rounds.append(targets)
+        trained += targets
+    assert rounds == [
+        [(1, 6), (6, 1)],
+        [(2, 6), (6, 2)],
+        [(3, 6), (6, 3)],
+        [(4, 6), (6, 4)],
+        [(5, 6), (6, 5)],
+        [(6, 6)],
+        [(1, 7), (7, 1)],
+        [(2, 7), (7, 2)],
+    ]
+    assert pairs(step=2).next_targets([(1, 6), (6, 1)], {}) == [(2, 6), (6, 2), (3, 6), (6, 3)]
+
+
+def test_accelerated_pairs_take_every_consecutive_step_above_threshold():
+    accuracy = {(1, 6): 1.0, (6, 1): 0.995, (2, 6): 1.0, (6, 2): 0.99, (3, 6): 0.999, (6, 3): 0.5}
+    assert pairs("accelerated").next_targets([], accuracy) == [(1, 6), (6, 1), (2, 6), (6, 2)]
+    # (6, 3) is below the threshold: the step (3,6)&(6,3) is not taken, nor anything after it
+    assert pairs("accelerated").next_targets([(1, 6), (6, 1), (2, 6), (6, 2)], accuracy) == [(3, 6), (6, 3)]
+
+
+def test_evaluation_points_reach_one_size_past_the_largest_trained():
+    assert lengths().eval_points([11, 12]) == list(range(1, 16))
+    points = pairs().eval_points([(1, 6), (6, 1)])
+    assert len(points) == 49 and set(points) == {(a, b) for a in range(1, 8) for b in range(1, 8)}
+    assert pairs().eval_points([]) == [(a, b) for n in range(1, 7) for (a, b) in pairs().points_of_size(n)]
+
+
+def test_newest_and_next_step():
+    assert lengths().newest([]) == [10] and lengths().newest([11, 12]) == [12]
+    assert pairs().newest([(1, 6), (6, 1), (2, 6), (6, 2)]) == [(2, 6), (6, 2)]
+    assert pairs().newest([]) == [(5, 5)]
+    assert pairs().next_step([(1, 6), (6, 1)]) == [(2, 6), (6, 2)]
+
+
+def test_reach_needs_every_difficulty_up_to_it():
+    c = lengths()
+    assert c.reach({1: 1.0, 2: 0.99, 3: 0.97, 4: 1.0}, 0.98) == 2
+    assert c.reach({1: 0.5}, 0.98) == 0
+    assert c.reach({n: 1.0 for n in range(1, 17)}, 0.98) == 16
+
+
+def test_reach_over_pairs_is_the_largest_full_square():
+    accuracy = {(a, b): 1.0 for a in range(1, 6) for b in range(1, 6)}
+    assert pairs().reach(accuracy, 0.98) == 5
+    accuracy[(4, 2)] = 0.9  # below the threshold: every (a, b) with a, b <= 4 is no longer above it
+    assert pairs().reach(accuracy, 0.98) == 3
+    accuracy = {(a, b): 1.0 for a in range(1, 8) for b in range(1, 8) if (a, b) != (7, 1)}
+    assert pairs().reach(accuracy, 0.98) == 6  # (7, 1) unmeasured counts as 0
+
+
+def test_reach_counts_from_the_smallest_difficulty():
+    nodes = Curriculum(False, 6, 6, 10)  # maze by node count at 5 hops: 6 nodes at least
+    assert nodes.reach({6: 1.0, 7: 1.0, 8: 0.5}, 0.98) == 7
+    assert nodes.reach({6: 0.5}, 0.98) == 0
+
+
+def test_furthest_size_bounds_what_a_run_can_reach():
+    assert lengths(lookahead=3).furthest_size(8) == 10 + 8 + 3
+    assert lengths("accelerated", lookahead=3).furthest_size(8) == 10 + 9 * 3
+    assert pairs().furthest_size(6) == 6 + 1  # six steps end at (6, 6); evaluation goes one side further
+    assert pairs().furthest_size(7) == 7 + 1
+    assert pairs().furthest_size(0) == 5 + 1
 
 
 def test_wsd_schedule():

@@ -83,6 +83,21 @@ def test_project_launcher_defaults():
     assert "submitit_folder" not in slurm and "_target_" not in local  # sweep.py sets those itself
 
 
+@pytest.mark.slow
+def test_every_paper_preset_prints_its_whole_job_graph(tmp_path):
+    """One sweep over the six presets: each composes, validates and lists every round it will run."""
+    tasks = "copy,reverse,reverse_addition,forward_addition,multiplication,maze"
+    proc = sweep_cli(f"experiment=paper_{tasks.replace(',', ',paper_')}", "--dry-run", "--dir", str(tmp_path / "s"))
+    assert proc.returncode == 0, proc.stderr
+    for num, (task, rounds, voters) in enumerate(
+        [("copy", 100, 1), ("reverse", 100, 1), ("reverse_addition", 100, 1), ("forward_addition", 60, 1),
+         ("multiplication", 40, 5), ("maze", 21, 1)]
+    ):  # fmt: skip
+        graph = proc.stdout.split(f"pipeline {num}: experiment=paper_{task} ")[1].split("pipeline ")[0]
+        assert f"eval r{rounds} " in graph and f"eval r{rounds + 1} " not in graph
+        assert f"base       array of {voters} " in graph
+
+
 # -- bad input: one line, exit 2, nothing written ---------------------------------------------------
 @pytest.mark.slow
 def test_dry_run_prints_the_graph_and_writes_nothing(tmp_path):

@@ -1,61 +1,180 @@
+"""Every task's format, pinned by worked examples written by hand from the rules (README "Tasks")."""
+
+import itertools
+
 import numpy as np
 import pytest
 
+from selfimprove.config import DataConfig
 from selfimprove.tasks import TASKS, get_task
-
-
-def test_copy_format():
-    task = get_task("copy")
-    assert task.solve("0123=") == "0123"
-    assert task.check("0123=", "0123") and not task.check("0123=", "0124")
-    assert task.length_of("0123=") == 4 and task.answer_length(4) == 4
-    assert task.sequence_length(4) == 1 + 5 + 4 + 1
-
-
-def test_reverse_format():
-    task = get_task("reverse")
-    assert task.solve("1230=") == "0321"
-    assert not task.check("1230=", "1230")
+from selfimprove.tasks.maze import parse_prompt
+from selfimprove.tokenizer import Tokenizer
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "prompt", "answer"),
+    ("name", "prompt", "answer"),
     [
-        (12, 39, "21+93=", "150"),  # 12 + 39 = 51 -> "051" reversed
-        (999, 1, "999+1=", "0001"),  # operands as written: a_rev="999", b_rev="1" -> widths 3 and 1
-        (5, 7, "5+7=", "21"),  # 12 reversed
-        (0, 0, "0+0=", "00"),
+        ("copy", "0123=", "0123"),
+        ("reverse", "1230=", "0321"),
+        ("sort", "3120=", "0123"),
+        ("sort", "90909=", "00999"),
+        ("reverse_addition", "21+93=", "150"),  # 12 + 39 = 51 -> "051" reversed
+        ("reverse_addition", "999+1=", "0001"),  # widths 3 and 1: 999 + 1 = 1000, padded to 4
+        ("reverse_addition", "0+0=", "00"),
+        ("forward_addition", "12+39=", "51"),
+        ("forward_addition", "99+11=", "110"),
+        ("forward_addition", "5+7=", "12"),
+        ("forward_addition", "0+0=", "0"),
+        ("multiplication", "321*54=", "5160+02940=53550"),  # 123 * 45 = 5535, the issue's example
+        # 12 * 345: partials 60 (3 digits), 480 (4) with running sum 540, 3600 (5); product 4140 (5 digits)
+        ("multiplication", "21*543=", "060+0840(0450)+00630=04140"),
+        ("multiplication", "7*8=", "65=65"),  # one partial product: 56, padded to 2 digits, reversed
+        # 9 * 99: partials 81 (2 digits) and 810 (3 digits); product 891 padded to 3 digits
+        ("multiplication", "9*99=", "18+018=198"),
+        ("maze", "3>7#3:5-5:3,7-7:5=", "3>5>7"),
     ],
 )
-def test_reverse_addition_worked_examples(a, b, prompt, answer):
-    task = get_task("reverse_addition")
-    assert task.solve(prompt) == answer
-    assert int(answer[::-1]) == a + b
-    assert len(answer) == max(len(x) for x in prompt[:-1].split("+")) + 1
+def test_worked_examples(name, prompt, answer):
+    task = get_task(name)
+    assert task.check(prompt, answer)
+    assert not task.check(prompt, answer[:-1])
+    assert not task.check(prompt, answer + "1")
+
+
+def test_wrong_answers_are_wrong():
+    assert not get_task("reverse").check("1230=", "1230")
+    assert not get_task("forward_addition").check("57+68=", "0125")  # no padding in forward addition
+    assert not get_task("reverse_addition").check("21+93=", "15")  # padded to n + 1 digits
+    mul = get_task("multiplication")
+    assert not mul.check("321*54=", "5160+02940=5355")  # the product is padded to len(a) + len(b)
+    assert not mul.check("321*54=", "5161+02930=53550")  # a wrong chain with the right product
+
+
+MAZE = "1>4#9:2-1:2-2:1,3,9-3:2,4-4:3="  # 1-2-3-4 with a branch 2-9
+
+
+@pytest.mark.parametrize(
+    ("label", "correct"),
+    [
+        ("1>2>3>4", True),
+        ("1>2>9>2>3>4", False),  # a looping walk: every step an edge, node 2 twice
+        ("1>2>4", False),  # 2-4 is no edge
+        ("1>2>3", False),  # ends at 3, not 4
+        ("2>3>4", False),  # starts at 2
+        ("1>2>3>4>3", False),  # walks past the end
+        ("1>5>3>4", False),  # 5 is no node
+        ("", False),
+    ],
+)
+def test_maze_validator(label, correct):
+    assert get_task("maze").check(MAZE, label) is correct
+
+
+def test_vote_keys():
+    assert get_task("copy").vote_key("0123") == "0123"
+    assert get_task("multiplication").vote_key("060+0840(0450)+00630=04140") == "04140"
+
+
+@pytest.mark.parametrize(
+    ("name", "difficulty", "label", "ok"),
+    [
+        ("copy", 4, "1234", True),
+        ("copy", 4, "123", False),
+        ("reverse_addition", 3, "0001", True),
+        ("reverse_addition", 3, "001", False),
+        ("forward_addition", 2, "51", True),
+        ("forward_addition", 2, "110", True),
+        ("forward_addition", 2, "5", False),  # shorter than any sum of two 2-digit numbers
+        ("forward_addition", 2, "1100", False),
+        ("multiplication", (2, 3), "060+0840(0450)+00630=04140", True),  # 26 characters
+        ("multiplication", (2, 3), "060+0840(0450)+00630=0414", False),
+        ("maze", 3, "1>2>3>4", True),
+        ("maze", 3, "1>2>4", False),
+    ],
+)
+def test_length_rules(name, difficulty, label, ok):
+    assert get_task(name).length_ok(difficulty, label) is ok
+
+
+def test_multiplication_token_budget_counts_the_chain():
+    task = get_task("multiplication")
+    assert task.answer_tokens((2, 3)) == len("060+0840(0450)+00630=04140")
+    assert task.answer_tokens((3, 2)) == len("5160+02940=53550")
+    assert task.answer_tokens((1, 1)) == len("65=65")
+    assert task.prompt_tokens((3, 2)) == len("321*54=")
+
+
+def difficulties(name):
+    return [(1, 1), (3, 2), (2, 7)] if get_task(name).pair else [1, 7, 19]
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
-@pytest.mark.parametrize("length", [1, 7, 23])
-def test_samples_have_their_length_and_true_answers(name, length):
+def test_samples_are_right_and_within_the_token_budget(name):
     task = get_task(name)
-    examples = task.sample(length, 50, np.random.default_rng(0))
-    assert len(examples) == 50
-    for prompt, answer in examples:
-        assert prompt.endswith("=")
-        assert len(prompt) == task.prompt_length(length)
-        assert task.length_of(prompt) == length
-        assert len(answer) == task.answer_length(length)
-        assert task.check(prompt, answer)
+    tokenizer = Tokenizer(task.vocabulary)
+    for difficulty in difficulties(name):
+        examples = task.sample(difficulty, 40, np.random.default_rng(0))
+        assert len(examples) == 40
+        for prompt, answer in examples:
+            assert prompt.endswith("=")
+            assert task.check(prompt, answer) and task.length_ok(difficulty, answer)
+            assert len(tokenizer.split(prompt)) <= task.prompt_tokens(difficulty)
+            assert len(tokenizer.split(answer)) <= task.answer_tokens(difficulty)
 
 
-def test_reverse_addition_answer_is_the_sum():
-    task = get_task("reverse_addition")
-    for prompt, answer in task.sample(12, 200, np.random.default_rng(1)):
-        a_rev, b_rev = prompt[:-1].split("+")
-        assert int(answer[::-1]) == int(a_rev[::-1]) + int(b_rev[::-1])
+def test_operands_have_their_digits():
+    for prompt, _ in get_task("forward_addition").sample(6, 200, np.random.default_rng(1)):
+        a, b = prompt[:-1].split("+")
+        assert len(a) == len(b) == 6 and a[0] != "0" and b[0] != "0"
+    for prompt, answer in get_task("multiplication").sample((4, 3), 200, np.random.default_rng(1)):
+        a_rev, b_rev = prompt[:-1].split("*")
+        assert len(a_rev) == 4 and len(b_rev) == 3 and a_rev[-1] != "0" and b_rev[-1] != "0"
+        assert int(answer.rpartition("=")[2][::-1]) == int(a_rev[::-1]) * int(b_rev[::-1])
+
+
+@pytest.mark.parametrize(("variant", "difficulty", "nodes", "hops"), [("hops", 7, 20, 7), ("nodes", 12, 12, 4)])
+def test_maze_samples_are_trees_with_the_asked_shape(variant, difficulty, nodes, hops):
+    task = get_task("maze", DataConfig(task="maze", maze_difficulty=variant, nodes=20, hops=4))
+    tokenizer = Tokenizer(task.vocabulary)
+    for prompt, answer in task.sample(difficulty, 50, np.random.default_rng(2)):
+        start, end, graph = parse_prompt(prompt)
+        assert len(graph) == nodes and all(1 <= int(v) <= 99 for v in graph)
+        edges = {frozenset((a, b)) for a in graph for b in graph[a]}
+        assert len(edges) == nodes - 1 and all(a in graph[b] for a in graph for b in graph[a])  # a tree
+        seen, frontier = {start}, [start]
+        while frontier:  # connected
+            frontier = [b for a in frontier for b in graph[a] if b not in seen]
+            seen.update(frontier)
+        assert seen == set(graph)
+        path = answer.split(">")
+        assert len(path) == hops + 1 and path[0] == start and path[-1] == end
+        assert len(tokenizer.split(prompt)) == 6 * nodes  # 6 tokens per node, as prompt_tokens says
+
+
+def test_maze_node_limits():
+    task = get_task("maze", DataConfig(task="maze", nodes=10))
+    assert task.difficulty_error(9) is None
+    assert "at least 11 nodes" in task.difficulty_error(10)
 
 
 def test_sampling_is_seeded():
-    task = get_task("copy")
-    assert task.sample(9, 5, np.random.default_rng(3)) == task.sample(9, 5, np.random.default_rng(3))
-    assert task.sample(9, 5, np.random.default_rng(3)) != task.sample(9, 5, np.random.default_rng(4))
+    for name in sorted(TASKS):
+        task, d = get_task(name), difficulties(name)[1]
+        assert task.sample(d, 5, np.random.default_rng(3)) == task.sample(d, 5, np.random.default_rng(3))
+        assert task.sample(d, 5, np.random.default_rng(3)) != task.sample(d, 5, np.random.default_rng(4))
+
+
+def test_random_trees_cover_every_shape():
+    """Wilson's algorithm from a fixed path: every labelled tree on 4 nodes with 0 and 1 adjacent shows up."""
+    from selfimprove.tasks.maze import random_tree
+
+    rng = np.random.default_rng(0)
+    trees = [random_tree(4, 1, rng) for _ in range(2000)]
+    shapes = {frozenset(frozenset((a, b)) for a in range(4) for b in tree[a]) for tree in trees}
+    # Cayley: 16 labelled trees on 4 nodes, each with 3 of the 6 edges; 8 of them contain the edge 0-1.
+    edges = [frozenset(e) for e in itertools.combinations(range(4), 2)]
+    trees_with_edge = {
+        frozenset(t) for t in itertools.combinations(edges, 3) if frozenset((0, 1)) in t and len(set().union(*t)) == 4
+    }
+    assert len(trees_with_edge) == 8
+    assert shapes == trees_with_edge

@@ -1,23 +1,24 @@
-"""Tasks: a generator of instances of a given length and an oracle that checks labels."""
+"""Tasks: every module of this package that defines a Task subclass with a `name` registers it."""
 
 from __future__ import annotations
 
-from selfimprove.tasks.base import Example, Task
-from selfimprove.tasks.copy import CopyTask
-from selfimprove.tasks.reverse import ReverseTask
-from selfimprove.tasks.reverse_addition import ReverseAdditionTask
+import importlib
+import pkgutil
+from typing import Any
 
-TASKS: dict[str, type[Task]] = {
-    "copy": CopyTask,
-    "reverse": ReverseTask,
-    "reverse_addition": ReverseAdditionTask,
-}
+from selfimprove.tasks.base import REGISTRY, Difficulty, Example, Task, as_difficulty, difficulty_name
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+TASKS = REGISTRY
 
 
-def get_task(name: str) -> Task:
+def get_task(name: str, data: Any = None) -> Task:
+    """The task `name`, with its parameters from `data` (the data config group) when it has any."""
     if name not in TASKS:
-        raise KeyError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
-    return TASKS[name]()
+        raise KeyError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}")
+    return TASKS[name].from_config(data)
 
 
-__all__ = ["TASKS", "Example", "Task", "get_task"]
+__all__ = ["TASKS", "Difficulty", "Example", "Task", "as_difficulty", "difficulty_name", "get_task"]

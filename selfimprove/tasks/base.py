@@ -1,16 +1,34 @@
-"""What every task provides: instances of a length, the answer's length, and the oracle."""
+"""What every task provides. A task knows everything about its problem and nothing about training:
+its vocabulary, its difficulty, how to sample instances, the one judge of correctness (`check`), which
+labels vote together, the structural length rule the length filter may use, and its token budget."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
+
+# A difficulty is an int (copy: digits; maze: hops) or a tuple (multiplication: (digits of a, digits of b)).
+Difficulty = int | tuple[int, ...]
+DIGITS = "0123456789"
+
+REGISTRY: dict[str, type[Task]] = {}
 
 
 class Example(NamedTuple):
     prompt: str  # ends with "=": the model writes the answer after it
     answer: str
+
+
+def as_difficulty(value: Any) -> Difficulty:
+    """A difficulty read back from JSON (where tuples became lists)."""
+    return tuple(value) if isinstance(value, list) else int(value)
+
+
+def difficulty_name(difficulty: Difficulty) -> str:
+    """How a difficulty is written in summaries and tables: `12`, or `3x4` for a pair."""
+    return "x".join(map(str, difficulty)) if isinstance(difficulty, tuple) else str(difficulty)
 
 
 def random_digits(length: int, count: int, rng: np.random.Generator) -> list[str]:
@@ -19,32 +37,91 @@ def random_digits(length: int, count: int, rng: np.random.Generator) -> list[str
     return [row.tobytes().decode("ascii") for row in digits]
 
 
+def random_numbers(digits: int, count: int, rng: np.random.Generator) -> list[str]:
+    """`count` uniformly random numbers of exactly `digits` digits, as strings: no leading zero (one
+    digit: 0-9)."""
+    if digits == 1:
+        return random_digits(1, count, rng)
+    leads = rng.integers(1, 10, size=count).tolist()
+    return [f"{lead}{rest}" for lead, rest in zip(leads, random_digits(digits - 1, count, rng), strict=True)]
+
+
 class Task(ABC):
-    name: str
+    """Subclasses with a `name` register themselves: `data.task=<name>` finds them."""
+
+    name: ClassVar[str]
+    pair: ClassVar[bool] = False  # difficulty is an (a, b) pair rather than an int
+    min_difficulty: int = 1  # the smallest difficulty (per side, for pairs)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            REGISTRY[cls.name] = cls
+
+    @classmethod
+    def from_config(cls, data: Any) -> Task:
+        """The task with its parameters from `data`, the data config group (None: the defaults)."""
+        return cls()
+
+    # -- vocabulary -----------------------------------------------------------------------------
+    @property
+    def vocabulary(self) -> list[str]:
+        """Every token a prompt or answer is written with (the tokenizer is built from it)."""
+        return list(DIGITS + "=")
+
+    # -- instances and the judge ----------------------------------------------------------------
+    @abstractmethod
+    def sample(self, difficulty: Difficulty, count: int, rng: np.random.Generator) -> list[Example]:
+        """`count` random instances of `difficulty`, with their true answers."""
 
     @abstractmethod
-    def sample(self, length: int, count: int, rng: np.random.Generator) -> list[Example]:
-        """`count` random instances of size `length`, with their true answers."""
+    def check(self, prompt: str, label: str) -> bool:
+        """Whether `label` is a correct answer to `prompt`: the one judge of correctness."""
+
+    def vote_key(self, label: str) -> str:
+        """Labels with the same key vote together in the majority vote."""
+        return label
+
+    # -- structure ------------------------------------------------------------------------------
+    @abstractmethod
+    def length_ok(self, difficulty: Difficulty, label: str) -> bool:
+        """The structural length rule the length filter applies (never the oracle)."""
 
     @abstractmethod
-    def solve(self, prompt: str) -> str:
-        """The oracle: the one correct answer to a prompt."""
+    def answer_tokens(self, difficulty: Difficulty) -> int:
+        """The most answer tokens an instance of `difficulty` can have (EOS excluded)."""
 
     @abstractmethod
-    def answer_length(self, length: int) -> int:
-        """Number of answer characters of an instance of size `length`."""
+    def prompt_tokens(self, difficulty: Difficulty) -> int:
+        """The most prompt tokens (the "=" included) an instance of `difficulty` can have."""
+
+    def sequence_tokens(self, difficulty: Difficulty) -> int:
+        """Tokens of a whole training sequence at most: BOS + prompt + answer + EOS."""
+        return 1 + self.prompt_tokens(difficulty) + self.answer_tokens(difficulty) + 1
+
+    def difficulty_error(self, difficulty: Difficulty) -> str | None:
+        """Why instances of `difficulty` cannot be made with this task's parameters (None: they can)."""
+        return None
+
+
+class DigitsTask(Task):
+    """A task whose prompt is one digit string `a=` and whose answer is a function of it, of equal length."""
 
     @abstractmethod
-    def prompt_length(self, length: int) -> int:
-        """Number of prompt characters (the "=" included) of an instance of size `length`."""
+    def transform(self, digits: str) -> str:
+        """The answer to the digit string `digits`."""
 
-    @abstractmethod
-    def length_of(self, prompt: str) -> int:
-        """The size of the instance a prompt poses."""
+    def sample(self, difficulty: Difficulty, count: int, rng: np.random.Generator) -> list[Example]:
+        return [Example(f"{a}=", self.transform(a)) for a in random_digits(int(difficulty), count, rng)]
 
     def check(self, prompt: str, label: str) -> bool:
-        return label == self.solve(prompt)
+        return label == self.transform(prompt.removesuffix("="))
 
-    def sequence_length(self, length: int) -> int:
-        """Tokens of a whole training sequence: BOS + prompt + answer + EOS."""
-        return 1 + self.prompt_length(length) + self.answer_length(length) + 1
+    def length_ok(self, difficulty: Difficulty, label: str) -> bool:
+        return len(label) == difficulty
+
+    def answer_tokens(self, difficulty: Difficulty) -> int:
+        return int(difficulty)
+
+    def prompt_tokens(self, difficulty: Difficulty) -> int:
+        return int(difficulty) + 1

@@ -1,11 +1,11 @@
-"""Reverse: `a=` -> `a` reversed."""
+"""Reverse: `a=` -> `a` reversed. Difficulty: the number of digits."""
 
 from __future__ import annotations
 
-from selfimprove.tasks.copy import CopyTask
+from selfimprove.tasks.base import DigitsTask
 
 
-class ReverseTask(CopyTask):
+class ReverseTask(DigitsTask):
     name = "reverse"
 
     def transform(self, digits: str) -> str:

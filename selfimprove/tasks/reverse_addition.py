@@ -1,22 +1,27 @@
 """Reversed addition: operands and sum written least-significant digit first.
 
 `a_rev+b_rev=` -> (a + b) reversed, zero-padded to max(len a, len b) + 1 digits, so the model
-emits the sum in the order a carry propagates. An instance of size n has two n-digit operands.
+emits the sum in the order a carry propagates. Difficulty n: two n-digit operands (leading zeros
+allowed).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from selfimprove.tasks.base import Example, Task, random_digits
+from selfimprove.tasks.base import DIGITS, Difficulty, Example, Task, random_digits
 
 
 class ReverseAdditionTask(Task):
     name = "reverse_addition"
 
-    def sample(self, length: int, count: int, rng: np.random.Generator) -> list[Example]:
-        firsts = random_digits(length, count, rng)
-        seconds = random_digits(length, count, rng)
+    @property
+    def vocabulary(self) -> list[str]:
+        return list(DIGITS + "+=")
+
+    def sample(self, difficulty: Difficulty, count: int, rng: np.random.Generator) -> list[Example]:
+        n = int(difficulty)
+        firsts, seconds = random_digits(n, count, rng), random_digits(n, count, rng)
         return [Example(prompt, self.solve(prompt)) for prompt in map("{}+{}=".format, firsts, seconds)]
 
     def solve(self, prompt: str) -> str:
@@ -25,11 +30,14 @@ class ReverseAdditionTask(Task):
         total = int(a_rev[::-1]) + int(b_rev[::-1])
         return str(total).zfill(width)[::-1]
 
-    def answer_length(self, length: int) -> int:
-        return length + 1
+    def check(self, prompt: str, label: str) -> bool:
+        return label == self.solve(prompt)
 
-    def prompt_length(self, length: int) -> int:
-        return 2 * length + 2
+    def length_ok(self, difficulty: Difficulty, label: str) -> bool:
+        return len(label) == int(difficulty) + 1
 
-    def length_of(self, prompt: str) -> int:
-        return len(prompt.split("+")[0])
+    def answer_tokens(self, difficulty: Difficulty) -> int:
+        return int(difficulty) + 1
+
+    def prompt_tokens(self, difficulty: Difficulty) -> int:
+        return 2 * int(difficulty) + 2

@@ -1,0 +1,124 @@
+"""Shortest paths in mazes: a random tree, its nodes labelled by distinct numbers from 1-99 (one token each).
+
+Prompt `S>E#` then every node, shuffled, as `v:n1,n2,...` (its neighbours, shuffled) joined by `-`, then
+`=`; answer the path `S>...>E`. In a tree the path is unique; a label is correct when it starts at S,
+ends at E, repeats no node and every step is an edge.
+    `3>7#3:5-5:3,7-7:5=` -> `3>5>7`
+Difficulty: hops between S and E, with `data.nodes` nodes (`data.maze_difficulty=hops`), or the node
+count, with `data.hops` hops (`data.maze_difficulty=nodes`, the paper's second variant).
+
+The tree is drawn with Wilson's algorithm started from a random S-E path of the wanted length, which
+gives a uniformly random labelled tree among those where S and E are that many hops apart.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from selfimprove.tasks.base import Difficulty, Example, Task
+
+MAX_LABEL = 99
+SEPARATORS = ">#:,-="
+
+
+def random_tree(nodes: int, hops: int, rng: np.random.Generator) -> list[list[int]]:
+    """Adjacency lists of a random tree on `nodes` vertices where vertices 0 and `hops` are `hops` apart
+    (the path 0-1-...-hops, completed by Wilson's loop-erased random walks on the complete graph)."""
+    neighbours: list[list[int]] = [[] for _ in range(nodes)]
+    in_tree = [v <= hops for v in range(nodes)]
+    for v in range(hops):
+        neighbours[v].append(v + 1)
+        neighbours[v + 1].append(v)
+    step = [0] * nodes
+    for start in rng.permutation(np.arange(hops + 1, nodes)).tolist():
+        v = start
+        while not in_tree[v]:  # walk until the tree is hit; overwriting `step` erases the loops
+            other = int(rng.integers(nodes - 1))
+            step[v] = other + (other >= v)  # a uniform vertex other than v
+            v = step[v]
+        v = start
+        while not in_tree[v]:
+            in_tree[v] = True
+            neighbours[v].append(step[v])
+            neighbours[step[v]].append(v)
+            v = step[v]
+    return neighbours
+
+
+def parse_prompt(prompt: str) -> tuple[str, str, dict[str, set[str]]]:
+    """Start, end and the adjacency of a maze prompt."""
+    head, _, body = prompt.removesuffix("=").partition("#")
+    start, _, end = head.partition(">")
+    graph = {}
+    for entry in body.split("-"):
+        node, _, adjacent = entry.partition(":")
+        graph[node] = set(adjacent.split(","))
+    return start, end, graph
+
+
+class MazeTask(Task):
+    name = "maze"
+
+    def __init__(self, variant: str = "hops", nodes: int = 20, hops: int = 5) -> None:
+        self.variant, self.nodes, self.hops = variant, nodes, hops
+        if variant == "nodes":
+            self.min_difficulty = hops + 1
+
+    @classmethod
+    def from_config(cls, data: Any) -> MazeTask:
+        return cls(data.maze_difficulty, data.nodes, data.hops) if data is not None else cls()
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return [str(n) for n in range(1, MAX_LABEL + 1)] + list(SEPARATORS)
+
+    def shape(self, difficulty: Difficulty) -> tuple[int, int]:
+        """(nodes, hops) of an instance of `difficulty`."""
+        return (int(difficulty), self.hops) if self.variant == "nodes" else (self.nodes, int(difficulty))
+
+    def difficulty_error(self, difficulty: Difficulty) -> str | None:
+        nodes, hops = self.shape(difficulty)
+        if nodes > MAX_LABEL:
+            return f"maze: {nodes} nodes, but node labels are the numbers 1-{MAX_LABEL}"
+        if hops >= nodes:
+            return f"maze: {hops} hops need at least {hops + 1} nodes (data.nodes={nodes})"
+        return None
+
+    def sample(self, difficulty: Difficulty, count: int, rng: np.random.Generator) -> list[Example]:
+        nodes, hops = self.shape(difficulty)
+        return [self.one_maze(nodes, hops, rng) for _ in range(count)]
+
+    def one_maze(self, nodes: int, hops: int, rng: np.random.Generator) -> Example:
+        neighbours = random_tree(nodes, hops, rng)
+        label = (rng.permutation(MAX_LABEL)[:nodes] + 1).tolist()
+        entries = []
+        for v in rng.permutation(nodes).tolist():
+            adjacent = ",".join(str(label[u]) for u in rng.permutation(neighbours[v]).tolist())
+            entries.append(f"{label[v]}:{adjacent}")
+        prompt = f"{label[0]}>{label[hops]}#" + "-".join(entries) + "="
+        return Example(prompt, ">".join(str(label[v]) for v in range(hops + 1)))
+
+    def check(self, prompt: str, label: str) -> bool:
+        start, end, graph = parse_prompt(prompt)
+        path = label.split(">")
+        return (
+            path[0] == start
+            and path[-1] == end
+            and len(set(path)) == len(path)
+            and all(node in graph for node in path)
+            and all(b in graph[a] for a, b in itertools.pairwise(path))
+        )
+
+    def length_ok(self, difficulty: Difficulty, label: str) -> bool:
+        return len(label.split(">")) == self.shape(difficulty)[1] + 1
+
+    def answer_tokens(self, difficulty: Difficulty) -> int:
+        return 2 * self.shape(difficulty)[1] + 1
+
+    def prompt_tokens(self, difficulty: Difficulty) -> int:
+        # "S>E#", then per node "v:" and 2*degree - 1 neighbour tokens, nodes - 1 "-", and "=":
+        # 4 + (2 * nodes + 2 * 2 * (nodes - 1) - nodes) + (nodes - 1) + 1 = 6 * nodes.
+        return 6 * self.shape(difficulty)[0]
