@@ -50,10 +50,14 @@ def eval_stage(round_: int) -> str:
     return f"eval.round{round_:03d}"
 
 
-def seed_torch(seed: int, stage: str) -> None:
+def seed_torch(seed: int, stage: str, voter: int = 0) -> None:
     """Seed torch (CPU and CUDA) from (seed, stage): a stage computes the same whichever process ran the
-    stages before it (dropout, weight init)."""
-    torch.manual_seed(int(np.random.SeedSequence([seed, zlib.crc32(stage.encode())]).generate_state(1)[0]))
+    stages before it (dropout, weight init). A voter's base stage keeps the seed its initial weights have
+    always had, seed * 1000 + voter, so that the runs measured before stay reproducible."""
+    if stage == base_stage(voter):
+        torch.manual_seed(seed * 1000 + voter)
+    else:
+        torch.manual_seed(int(np.random.SeedSequence([seed, zlib.crc32(stage.encode())]).generate_state(1)[0]))
 
 
 def task_of(cfg: DictConfig) -> Task:
@@ -143,7 +147,7 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
     path = run.checkpoint(voter)
     rng = np.random.default_rng(sampler_rng_seed)
     start = 0
-    seed_torch(cfg.training.seed, stage)  # the base stage's seed also sets the voter's initial weights
+    seed_torch(cfg.training.seed, stage, voter)  # the base stage's seed also sets the voter's initial weights
     if round_ == 0 and not path.exists():
         model = ctx.new_model()
         optimizer = make_optimizer(model, cfg.training, ctx.device)

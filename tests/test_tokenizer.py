@@ -43,7 +43,7 @@ def test_unknown_character_is_rejected():
     with pytest.raises(ValueError, match="outside the vocabulary"):
         Tokenizer(DIGITS).encode("12a")
     with pytest.raises(ValueError, match="outside the vocabulary"):
-        Tokenizer(list("0123456789=")).encode("1+2=")  # copy's vocabulary has no "+"
+        Tokenizer(list("0123456789=")).encode("1+2=")  # a vocabulary without "+"
 
 
 def test_multi_character_tokens():
@@ -61,5 +61,5 @@ def test_multi_character_tokens():
 
 
 def test_vocabulary_comes_from_the_task():
-    assert Tokenizer(get_task("copy").vocabulary).itos[3:] == list("0123456789=")
+    assert Tokenizer(get_task("copy").vocabulary).itos[3:] == list("0123456789+=")  # one for digit tasks
     assert "*" in Tokenizer(get_task("multiplication").vocabulary).itos

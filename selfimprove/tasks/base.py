@@ -12,6 +12,9 @@ import numpy as np
 # A difficulty is an int (copy: digits; maze: hops) or a tuple (multiplication: (digits of a, digits of b)).
 Difficulty = int | tuple[int, ...]
 DIGITS = "0123456789"
+# One vocabulary for every task written in digits, "+" and "=": a checkpoint of one (copy) can go on
+# training on another (reverse, addition) with no change of embedding.
+DIGIT_VOCABULARY = [*DIGITS, "+", "="]
 
 REGISTRY: dict[str, type[Task]] = {}
 
@@ -67,7 +70,7 @@ class Task(ABC):
     @property
     def vocabulary(self) -> list[str]:
         """Every token a prompt or answer is written with (the tokenizer is built from it)."""
-        return list(DIGITS + "=")
+        return list(DIGIT_VOCABULARY)
 
     # -- instances and the judge ----------------------------------------------------------------
     @abstractmethod

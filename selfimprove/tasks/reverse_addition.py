@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from selfimprove.tasks.base import DIGITS, Difficulty, Example, Task, random_digits
+from selfimprove.tasks.base import Difficulty, Example, Task, random_digits
 
 
 class ReverseAdditionTask(Task):
     name = "reverse_addition"
-
-    @property
-    def vocabulary(self) -> list[str]:
-        return list(DIGITS + "+=")
 
     def sample(self, difficulty: Difficulty, count: int, rng: np.random.Generator) -> list[Example]:
         n = int(difficulty)
