@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One short GPU check: the small model at batch 1024 — training tokens/s and MFU, labelling throughput —
-# and a short paper_copy run (base + 2 rounds). Figures go to stdout and to $OUT (a temporary dir if unset).
+# a short paper_copy run (base + 2 rounds), and every task's experiment=paper_<task> preset for a few steps
+# (base + 1 round, so a GPU run of the paper's settings is one command away). Figures go to stdout and to
+# $OUT (a temporary dir if unset).
 #
 #   bash benchmarks/gpu_check.sh             # on a CUDA machine (a few minutes)
 #   bash benchmarks/gpu_check.sh --cpu-tiny  # the same steps at tiny sizes on the CPU (tests/test_benchmarks.py)
@@ -14,17 +16,32 @@ if [[ "${1:-}" == "--cpu-tiny" ]]; then
   "$PYTHON" -m benchmarks.training --device cpu --quick --json "$OUT/training.json"
   "$PYTHON" -m benchmarks.labelling --device cpu --quick --json "$OUT/labelling.json"
   "$PYTHON" run.py experiment=quick training.device=cpu progress=false hydra.run.dir="$OUT/run"
+  # The presets' models and batches shrunk to seconds on a CPU: what is checked is that each one runs.
+  FEW_STEPS=(training.device=cpu training.compile=false training.precision=fp32 model.n_layer=1 model.n_embd=32
+    model.n_head=2 model.ffn_hidden=64 training.batch_size=8 training.base_steps=4 training.round_steps=2
+    training.warmup_steps=1 si.samples_per_round=16 data.eval_samples=2 data.generate_batch_size=64)
 else
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   "$PYTHON" -m benchmarks.training --device cuda --models small --batch 1024 --steps 10 --json "$OUT/training.json"
   "$PYTHON" -m benchmarks.labelling --device cuda --models small --batches 1024 --json "$OUT/labelling.json"
   "$PYTHON" run.py experiment=paper_copy si.rounds=2 training.base_steps=1000 training.round_steps=250 \
     progress=false hydra.run.dir="$OUT/run"
+  FEW_STEPS=(training.base_steps=50 training.round_steps=20 training.warmup_steps=10 si.samples_per_round=2048
+    data.eval_samples=64)
 fi
-"$PYTHON" - "$OUT/run/summary.json" <<'PY'
+for task in copy reverse reverse_addition forward_addition multiplication maze; do
+  "$PYTHON" run.py experiment=paper_$task si.rounds=1 si.collapse_threshold=0 "${FEW_STEPS[@]}" progress=false \
+    hydra.run.dir="$OUT/paper_$task" > "$OUT/paper_$task.log"
+done
+"$PYTHON" - "$OUT"/run "$OUT"/paper_* <<'PY'
 import json, sys
-summary = json.load(open(sys.argv[1]))
-for r in summary["rounds"]:
-    print(f"round {r['round']}: reach {r['reach']}, label accuracy {r['label_accuracy']}, {r['seconds']} s")
-print(f"reach {summary['reach']}, {summary['seconds']} s in all")
+from pathlib import Path
+for run in map(Path, sys.argv[1:]):
+    if not run.is_dir():
+        continue
+    summary = json.load(open(run / "summary.json"))
+    print(f"{run.name}:")
+    for r in summary["rounds"]:
+        print(f"  round {r['round']}: reach {r['reach']}, label accuracy {r['label_accuracy']}, {r['seconds']} s")
+    print(f"  reach {summary['reach']}, {summary['seconds']} s in all")
 PY

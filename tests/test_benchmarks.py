@@ -124,3 +124,7 @@ def test_gpu_check_script_runs_on_cpu_tiny(tmp_path):
     assert "reach" in proc.stdout.splitlines()[-1]
     assert json.loads((tmp_path / "training.json").read_text())["results"]
     assert (tmp_path / "run" / "summary.json").exists()
+    for task in ("copy", "reverse", "reverse_addition", "forward_addition", "multiplication", "maze"):
+        summary = json.loads((tmp_path / f"paper_{task}" / "summary.json").read_text())
+        assert summary["task"] == task and [r["round"] for r in summary["rounds"]] == [0, 1]
+        assert f"paper_{task}:" in proc.stdout

@@ -182,3 +182,25 @@ def test_noise_is_injected_marked_and_audited(tmp_path):
     assert label["noisy"] == sum(r["noisy"] for r in rows) == round(0.5 * len(rows)) > 0
     assert all(r["correct"] == (r["label"] == r["prompt"][:-1]) for r in rows)
     assert all(len(r["label"]) < 11 for r in rows if r["noisy"])  # drop deleted 1-3 tokens of 11-digit labels
+
+
+def test_accelerated_schedule_through_the_stages(tmp_path):
+    """si=accelerated: round 1 labels every consecutive length past the base whose accuracy after round 0
+    is at least si.accelerate_threshold (the evaluation's result is set by hand to 11: 1.0, 12: 0.995,
+    13: 0.5), and round 2 continues after the last of them."""
+    run_dir = tmp_path / "run"
+    args = [*QUICK, "si=accelerated", "si.collapse_threshold=0", "si.filters.length=false"]
+    assert run_cli(*args, "si.rounds=0", f"hydra.run.dir={run_dir}").returncode == 0
+    marker = run_dir / "done" / "eval.round000.json"
+    result = json.loads(marker.read_text())
+    assert result["points"] == list(range(1, 14))  # base 1-10 and eval_lookahead 3
+    result["accuracy"] = [1.0] * 10 + [1.0, 0.995, 0.5]
+    marker.write_text(json.dumps(result))
+    proc = run_cli(*args, f"resume={run_dir}", "si.rounds=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    label = json.loads((run_dir / "done" / "label.round001.json").read_text())
+    assert label["targets"] == [11, 12]
+    rows = read_jsonl(run_dir / "data" / "round_001.jsonl")
+    assert {r["difficulty"] for r in rows} <= {11, 12} and label["generated"] == 200
+    assert json.loads((run_dir / "done" / "eval.round001.json").read_text())["points"] == list(range(1, 16))
+    assert json.loads((run_dir / "done" / "label.round002.json").read_text())["targets"] == [13]  # 13 is below
