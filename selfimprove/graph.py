@@ -5,8 +5,9 @@ the stage function each task calls, and the collapse stop.
 
 `pipeline.run` walks the steps in one process; `sweep.py` submits each step as a job (an array over the
 voters for base and train) that waits (`afterok`) for the jobs of the steps in its `after`. Both run a
-task with `run_step_task`. An evaluation after round r >= 1 may stop the run: when accuracy at the
-round's newest difficulty fell below si.collapse_threshold, nothing after that evaluation runs.
+task with `run_step_task`. An evaluation may stop the run, and nothing after it runs: after round 0 when
+the base model scores below si.collapse_threshold at some base difficulty (it did not learn its base set),
+after round r >= 1 when accuracy at the round's newest difficulty fell below it.
 """
 
 from __future__ import annotations
@@ -87,14 +88,25 @@ def run_step_task(ctx: stages.Context, kind: str, round_: int, voter: int) -> di
         return stages.train_round(ctx, round_, voter)
     if kind == "eval":
         result = stages.evaluate(ctx, round_)
-        stopped = collapse(ctx.cfg, ctx.run, round_, ctx.cfg.si.collapse_threshold) if round_ else None
-        return {**result, "stopped": stopped}
+        return {**result, "stopped": collapse(ctx.cfg, ctx.run, round_, ctx.cfg.si.collapse_threshold)}
     raise ValueError(f"unknown stage kind {kind!r}")
 
 
 def collapse(cfg: DictConfig, run: RunDir, round_: int, threshold: float) -> str | None:
-    """A message when accuracy at the round's newest difficulty fell below `threshold`
-    (si.collapse_threshold), read from the round's markers."""
+    """Why the run stops after round `round_`'s evaluation (si.collapse_threshold), read from the markers, or
+    None. Round 0: the base model scores below `threshold` at some base difficulty — it did not learn what it
+    was trained on, and self-improvement cannot start from it. A later round: accuracy at its newest
+    difficulty fell below `threshold`."""
+    if round_ == 0:
+        base = stages.base_accuracy(cfg, run)
+        if min(base.values()) >= threshold:
+            return None
+        scores = ", ".join(f"{name}: {a:.3f}" for name, a in base.items())
+        return (
+            f"the base model did not learn its base set (accuracy {scores}; below si.collapse_threshold="
+            f"{threshold}), so self-improvement cannot start from it: train it longer (training.base_steps), "
+            f"larger (model) or on a smaller base set (data.base_max); stopping ({run.root})"
+        )
     newest, accuracy = stages.newest_accuracy(cfg, run, round_)
     if accuracy >= threshold:
         return None
@@ -105,8 +117,8 @@ def collapse(cfg: DictConfig, run: RunDir, round_: int, threshold: float) -> str
 
 
 def first_collapse(cfg: DictConfig, run: RunDir, threshold: float, rounds: int) -> tuple[int, str] | None:
-    """The first of rounds 1..`rounds` that is evaluated and collapsed, with its message."""
-    for round_ in range(1, rounds + 1):
+    """The first of rounds 0..`rounds` that is evaluated and stops the run, with its message."""
+    for round_ in range(rounds + 1):
         if run.is_done(stages.eval_stage(round_)):
             stopped = collapse(cfg, run, round_, threshold)
             if stopped:

@@ -130,6 +130,12 @@ def accuracy_after(run: RunDir, round_: int) -> dict[Difficulty, float]:
     return {as_difficulty(d): a for d, a in zip(result["points"], result["accuracy"], strict=True)}
 
 
+def base_accuracy(cfg: DictConfig, run: RunDir) -> dict[str, float]:
+    """Accuracy at every base difficulty after base training, by difficulty name."""
+    accuracy = accuracy_after(run, 0)
+    return {difficulty_name(d): accuracy[d] for d in Curriculum.from_config(cfg, task_of(cfg)).base}
+
+
 def newest_accuracy(cfg: DictConfig, run: RunDir, round_: int) -> tuple[str, float]:
     """The round's newest curriculum step (named for messages) and its lowest accuracy after the round."""
     curriculum = Curriculum.from_config(cfg, task_of(cfg))

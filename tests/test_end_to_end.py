@@ -204,3 +204,16 @@ def test_accelerated_schedule_through_the_stages(tmp_path):
     assert {r["difficulty"] for r in rows} <= {11, 12} and label["generated"] == 200
     assert json.loads((run_dir / "done" / "eval.round001.json").read_text())["points"] == list(range(1, 16))
     assert json.loads((run_dir / "done" / "label.round002.json").read_text())["targets"] == [13]  # 13 is below
+
+
+def test_a_base_model_that_did_not_learn_is_said_plainly_at_round_0(tmp_path):
+    """The quick model learns nothing: with a collapse threshold the run stops after round 0's evaluation,
+    naming the accuracy at every base length, and labels nothing."""
+    run_dir = tmp_path / "run"
+    proc = run_cli(*QUICK, "si.collapse_threshold=0.5", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the base model did not learn its base set (accuracy 1: " in proc.stdout
+    assert "10: " in proc.stdout and "self-improvement cannot start from it" in proc.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert len(summary["rounds"]) == 1 and "did not learn" in summary["stopped"]
+    assert not (run_dir / "done" / "label.round001.json").exists()
