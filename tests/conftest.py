@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,27 @@ def outcome(run_dir: Path) -> dict:
         "data": {p.name: read_jsonl(p) for p in sorted((run_dir / "data").glob("*.jsonl"))},
         "weights": {name: tensor.tolist() for name, tensor in weights.items()},
     }
+
+
+def uninterrupted_outcome(run_dir: Path, args: list[str]) -> dict:
+    """`outcome` of run.py with `args`, run to the end in `run_dir`."""
+    proc = run_cli(*args, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return outcome(run_dir)
+
+
+def kill_and_resume(run_dir: Path, point: str, args: list[str]) -> None:
+    """Run run.py with `args` until tests/crash_run.py SIGKILLs it at `point`, then resume it to the end."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "crash_run.py"), point, *args, f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, f"the run was not killed at {point}: {proc.stderr[-2000:]}"
+    resumed = run_cli(*args, f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import QUICK, REPO, outcome, run_cli
+from conftest import QUICK, REPO, kill_and_resume, outcome, run_cli, uninterrupted_outcome
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("resume")]  # one worker: one reference run
 
@@ -18,10 +18,7 @@ ARGS = [*QUICK, "training.checkpoint_every=10"]
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict:
-    run_dir = tmp_path_factory.mktemp("reference") / "run"
-    proc = run_cli(*ARGS, f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return outcome(run_dir)
+    return uninterrupted_outcome(tmp_path_factory.mktemp("reference") / "run", ARGS)
 
 
 @pytest.mark.parametrize(
@@ -37,17 +34,7 @@ def reference(tmp_path_factory) -> dict:
 )
 def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, reference, point):
     run_dir = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "crash_run.py"), point, *ARGS, f"hydra.run.dir={run_dir}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == -signal.SIGKILL, f"the run was not killed at {point}: {proc.stderr[-2000:]}"
-
-    resumed = run_cli(*ARGS, f"resume={run_dir}")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    kill_and_resume(run_dir, point, ARGS)
     assert outcome(run_dir) == reference
 
 
