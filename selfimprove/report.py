@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from selfimprove.logging import table
-from selfimprove.stages import Context, accuracy_after, base_stage, eval_stage, label_stage, targets_until, train_stage
+from selfimprove.stages import Context, accuracy_after, base_stage, eval_stage, label_stage, train_stage
 from selfimprove.tasks import as_difficulty, difficulty_name
 
 
@@ -14,6 +14,7 @@ def summarize(ctx: Context, stopped: str | None = None) -> dict[str, Any]:
     or `3x4` for pairs), the newest and the next curriculum step's lowest accuracy, seconds, reach."""
     run = ctx.run
     rounds = []
+    trained: list[Any] = []  # every round's targets so far
     r = 0
     while run.is_done(eval_stage(r)):
         evaluation = run.result(eval_stage(r))
@@ -22,7 +23,7 @@ def summarize(ctx: Context, stopped: str | None = None) -> dict[str, Any]:
         seconds = evaluation["seconds"] + sum(t["seconds"] for t in trainings)
         seconds += labelled["seconds"] if labelled else 0.0
         accuracy = accuracy_after(run, r)
-        trained = targets_until(run, r)
+        trained += [as_difficulty(d) for d in labelled["targets"]] if labelled else []
         rounds.append(
             {
                 "round": r,
