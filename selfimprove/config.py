@@ -42,7 +42,7 @@ class DataConfig:
     maze_difficulty: str = "hops"  # maze: hops (nodes fixed) | nodes (hops fixed, the paper's second variant)
     hops: int = 5  # maze: hops from S to E when the difficulty is nodes
     loss_on_prompt: bool = False  # the seed trained on the whole sequence; default is answer tokens only
-    eval_samples: int = 1000  # fresh held-out prompts per length
+    eval_samples: int = 1000  # fresh held-out prompts per difficulty
     eval_lookahead: int = 3  # evaluate this many sizes past the largest trained one
     generate_batch_size: int = 1024  # prompts per greedy-decoding batch (labelling and evaluation)
 
@@ -103,13 +103,13 @@ class SIConfig:
     schedule: str = "linear"  # linear | accelerated
     rounds: int = 8
     length_step: int = 1  # linear: curriculum steps per round (a length; for pairs, one (k, n) & (n, k) pair)
-    accelerate_threshold: float = 0.99  # accelerated: extend over lengths at least this accurate
+    accelerate_threshold: float = 0.99  # accelerated: extend over steps whose difficulties are at least this accurate
     samples_per_round: int = 8000
     filters: FilterConfig = field(default_factory=FilterConfig)
     mixing: MixingConfig = field(default_factory=MixingConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     reach_threshold: float = 0.98  # reach: largest size n with accuracy >= this at every difficulty up to n
-    collapse_threshold: float = 0.5  # stop when accuracy at the newest length falls below this
+    collapse_threshold: float = 0.5  # stop when accuracy at the newest step (or any base difficulty) falls below this
     keep_round_checkpoints: bool = False
 
 

@@ -16,6 +16,11 @@ from selfimprove.tokenizer import Tokenizer
 EVAL_STREAM, LABEL_STREAM, TRAIN_STREAM, NOISE_STREAM = 101, 202, 303, 404
 
 
+def judged(task: Task, prompts: Sequence[str], labels: Sequence[str], finished: Sequence[bool]) -> np.ndarray:
+    """Per prompt: its label ended with EOS and the task's `check` accepts it."""
+    return np.array([bool(ok) and task.check(p, label) for p, label, ok in zip(prompts, labels, finished, strict=True)])
+
+
 def eval_examples(task: Task, difficulty: Difficulty, samples: int, seed: int) -> list[Example]:
     """The held-out prompts of one difficulty: the same in every round, so rounds compare directly."""
     sides = list(difficulty) if isinstance(difficulty, tuple) else [difficulty]
@@ -38,7 +43,5 @@ def accuracy_per_point(
     prompts = [e.prompt for d in points for e in eval_examples(task, d, samples, seed)]
     budget = [task.answer_tokens(d) for d in points for _ in range(samples)]
     out = complete(model, tokenizer, prompts, budget, batch_size, device, precision, progress)
-    correct = np.array(
-        [ok and task.check(prompt, label) for ok, label, prompt in zip(out.finished, out.labels, prompts, strict=True)]
-    )
+    correct = judged(task, prompts, out.labels, out.finished)
     return {d: float(row.mean()) for d, row in zip(points, correct.reshape(len(points), samples), strict=True)}

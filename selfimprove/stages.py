@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from selfimprove import noise, precision
 from selfimprove.data import BaseSource, MixtureSampler, Source, round_mixture
-from selfimprove.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_point
+from selfimprove.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_point, judged
 from selfimprove.filters import VoterLabels, filter_labels
 from selfimprove.generate import complete
 from selfimprove.logging import MetricsLogger
@@ -62,6 +62,10 @@ def seed_torch(seed: int, stage: str, voter: int = 0) -> None:
 
 def task_of(cfg: DictConfig) -> Task:
     return get_task(cfg.data.task, cfg.data)
+
+
+def curriculum_of(cfg: DictConfig) -> Curriculum:
+    return Curriculum.from_config(cfg, task_of(cfg))
 
 
 @dataclass
@@ -133,13 +137,12 @@ def accuracy_after(run: RunDir, round_: int) -> dict[Difficulty, float]:
 def base_accuracy(cfg: DictConfig, run: RunDir) -> dict[str, float]:
     """Accuracy at every base difficulty after base training, by difficulty name."""
     accuracy = accuracy_after(run, 0)
-    return {difficulty_name(d): accuracy[d] for d in Curriculum.from_config(cfg, task_of(cfg)).base}
+    return {difficulty_name(d): accuracy[d] for d in curriculum_of(cfg).base}
 
 
 def newest_accuracy(cfg: DictConfig, run: RunDir, round_: int) -> tuple[str, float]:
     """The round's newest curriculum step (named for messages) and its lowest accuracy after the round."""
-    curriculum = Curriculum.from_config(cfg, task_of(cfg))
-    newest = curriculum.newest(targets_until(run, round_))
+    newest = curriculum_of(cfg).newest(targets_until(run, round_))
     accuracy = accuracy_after(run, round_)
     return ", ".join(map(difficulty_name, newest)), min(accuracy[d] for d in newest)
 
@@ -307,12 +310,7 @@ def label(ctx: Context, round_: int) -> dict:
         for i, label, flag in zip(kept, labels, noisy, strict=True)
     ]
     run.write_round(round_, rows)
-    voter_accuracy = [
-        float(
-            np.mean([ok and task.check(p, label) for ok, label, p in zip(v.finished, v.labels, prompts, strict=True)])
-        )
-        for v in voters
-    ]
+    voter_accuracy = [float(judged(task, prompts, v.labels, v.finished).mean()) for v in voters]
     result = {
         "round": round_,
         "targets": targets,
