@@ -5,6 +5,11 @@ oracle audit, writing the round's data), training (all voters) and evaluation.
     python -m benchmarks.round --save-base /tmp/base       # trains the base once, keeps it, times round 1
     python -m benchmarks.round --base /tmp/base            # times round 1 again from that same base
     python -m benchmarks.round --base /tmp/base training.precision=fp32   # Hydra overrides at the end
+    python -m benchmarks.round --base /tmp/base --rounds 3 --vs training.length_buckets=4
+
+`--vs "OVERRIDES"` (repeatable) adds a contender: the same rounds from the same base with those overrides
+added, timed round by round in turn with the first, so the machine's noise falls on all of them alike;
+`vs_first` is a round's total time over the first contender's.
 
 A base stage's outputs (checkpoints, done/base.* and done/eval.round000.json) can be reused by a later
 call, also by another checkout of the project: the way to time before and after a change.
@@ -67,29 +72,44 @@ def main() -> None:
     p.add_argument("--base", type=Path, help="reuse the base stage of this run directory")
     p.add_argument("--save-base", type=Path, help="train the base here (kept) instead of in a temporary dir")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--vs", action="append", default=[], metavar="OVERRIDES", help="another contender's overrides")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, as for run.py")
     args = p.parse_args()
-    overrides = [*(["experiment=quick"] if args.quick else []), *args.overrides, "progress=false"]
+    if args.save_base and args.vs:
+        p.error("--save-base times one contender; train the base first, then compare with --base")
+    common_overrides = [*(["experiment=quick"] if args.quick else []), *args.overrides, "progress=false"]
+    contenders = [common_overrides] + [[*common_overrides, *extra.split()] for extra in args.vs]
     register_configs()
+    configs = []
     with initialize_config_dir(config_dir=str(common.CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    validate(cfg)
+        for overrides in contenders:
+            configs.append(compose("config", overrides=overrides))
+            validate(configs[-1])
+    labelling = Stopwatch()
+    stages.complete = labelling.wrap(stages.complete)  # the voters' decoding inside the label stage
+    rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        root = Path(scratch) / "run"
-        root.mkdir()
-        if args.base:
-            copy_base(args.base, root)
-        ctx = pipeline.open_run(cfg, root, overrides)
-        labelling = Stopwatch()
-        stages.complete = labelling.wrap(stages.complete)  # the voters' decoding inside the label stage
-        rows = []
-        steps = graph.steps(ctx.voters, args.rounds)
-        for round_, round_steps in itertools.groupby(steps, key=lambda step: step.round):
-            rows.append(time_round(ctx, round_, round_steps, labelling))
-            if round_ == 0 and args.save_base:  # now, before the rounds move the checkpoints on
-                copy_base(root, args.save_base)
-    info = {**common.machine(ctx.device), "commit": commit(), "overrides": overrides}
-    columns = ["round", "labelling_s", "filtering_s", "training_s", "evaluation_s", "total_s"]
+        runs = []
+        for index, (cfg, overrides) in enumerate(zip(configs, contenders, strict=True)):
+            root = Path(scratch) / f"run{index}"
+            root.mkdir()
+            if args.base:
+                copy_base(args.base, root)
+            ctx = pipeline.open_run(cfg, root, overrides)
+            rounds = itertools.groupby(graph.steps(ctx.voters, args.rounds), key=lambda step: step.round)
+            runs.append((" ".join(overrides[len(common_overrides) :]) or "-", ctx, rounds))
+        for _ in range(args.rounds + 1):  # round 0 (the base stage) and each round, contender by contender
+            for name, ctx, rounds in runs:
+                round_, round_steps = next(rounds)
+                rows.append({"contender": name, **time_round(ctx, round_, round_steps, labelling)})
+                if round_ == 0 and args.save_base:  # now, before the rounds move the checkpoints on
+                    copy_base(ctx.run.root, args.save_base)
+    for row in rows:
+        first = next(peer for peer in rows if peer["round"] == row["round"])
+        if "total_s" in row and "total_s" in first:
+            row["vs_first"] = row["total_s"] / first["total_s"]
+    info = {**common.machine(ctx.device), "commit": commit(), "overrides": common_overrides}
+    columns = ["contender", "round", "labelling_s", "filtering_s", "training_s", "evaluation_s", "total_s", "vs_first"]
     common.emit("round", info, rows, columns, args.json)
 
 

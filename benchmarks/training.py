@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from benchmarks import common
-from selfimprove.data import BaseSource, Batch, MixtureSampler
+from selfimprove.data import BaseSource, MixtureSampler, StepBatch
 from selfimprove.tasks import get_task
 from selfimprove.train import make_optimizer, resolve_device, train_step
 
@@ -40,7 +40,7 @@ def contenders(compile_too: bool) -> list[Contender]:
     return out
 
 
-def copy_batches(batch_size: int, count: int, device: torch.device) -> list[Batch]:
+def copy_batches(batch_size: int, count: int, device: torch.device) -> list[StepBatch]:
     """Batches of the default experiment's base data (copy, 1-10 digits), built up front so that
     only the step is timed (benchmarks.data_pipeline times building them)."""
     base = BaseSource(get_task("copy"), list(range(1, 11)))
@@ -49,7 +49,7 @@ def copy_batches(batch_size: int, count: int, device: torch.device) -> list[Batc
 
 
 def measure(
-    contender: Contender, model_name: str, batches: list[Batch], device: torch.device, repeats: int, peak: float
+    contender: Contender, model_name: str, batches: list[StepBatch], device: torch.device, repeats: int, peak: float
 ) -> dict:
     cfg = common.model_config(model_name)
     training = common.training_config(precision=contender.precision)
@@ -63,18 +63,19 @@ def measure(
     model.train()
     optimizer = make_optimizer(model, training, device)
 
-    def steps(todo: list[Batch]) -> None:
+    def steps(todo: list[StepBatch]) -> None:
         for batch in todo:
             train_step(forward, optimizer, batch, training, device)
 
     first = common.best_seconds(lambda: steps(batches[:1]), device, repeats=1)  # includes compiling
     steps(batches[:2])
     seconds = common.best_seconds(lambda: steps(batches), device, repeats)
-    tokens = sum(b.inputs.numel() for b in batches)
-    flops = sum(ours.flops_per_token(b.inputs.shape[1]) * b.inputs.numel() for b in batches)
+    parts = [part for batch in batches for part in batch.parts]
+    tokens = sum(part.inputs.numel() for part in parts)
+    flops = sum(ours.flops_per_token(part.inputs.shape[1]) * part.inputs.numel() for part in parts)
     return {
         "model": model_name,
-        "batch": batches[0].inputs.shape[0],
+        "batch": sum(len(part.inputs) for part in batches[0].parts),
         "contender": contender.name,
         "precision": contender.precision,
         "step_ms": 1000 * seconds / len(batches),

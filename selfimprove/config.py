@@ -62,6 +62,7 @@ class TrainingConfig:
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     seed: int = 0
     batch_size: int = 128
+    length_buckets: int = 1  # a batch's rows sorted by length and cut into this many micro-batches: less padding
     base_steps: int = 2500
     round_steps: int = 400
     schedule: str = "wsd"  # wsd (warmup-stable-decay) | cosine
@@ -206,6 +207,7 @@ def validate(cfg: Any) -> None:
     need(0.0 <= t.optim.min_lr_ratio <= 1.0, "training.optim.min_lr_ratio must lie in [0, 1]")
     need(t.log_every >= 1 and t.checkpoint_every >= 1, "training.log_every/checkpoint_every must be >= 1")
     need(t.threads >= 0, "training.threads must be >= 0")
+    need(1 <= t.length_buckets <= t.batch_size, "training.length_buckets must be between 1 and training.batch_size")
 
     s = cfg.si
     need(s.rounds >= 0, f"si.rounds={s.rounds} must be >= 0")

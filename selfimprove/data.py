@@ -31,6 +31,24 @@ class Batch:
         )
 
 
+@dataclass
+class StepBatch:
+    """The rows of one optimiser step as micro-batches of similar length: each is padded only to its own
+    longest row, and the step's loss is the mean over `target_count`, the loss positions of all of them,
+    so the gradient is that of the one padded batch."""
+
+    parts: list[Batch]
+    target_count: int
+
+    def to(self, device: torch.device) -> StepBatch:
+        return StepBatch([part.to(device) for part in self.parts], self.target_count)
+
+    @property
+    def tokens(self) -> int:
+        """Token positions computed, padding included."""
+        return sum(part.inputs.numel() for part in self.parts)
+
+
 def collate(tokenizer: Tokenizer, examples: Sequence[Example], loss_on_prompt: bool = False) -> Batch:
     """BOS + prompt + answer + EOS, right-padded; loss on answer and EOS (and prompt if asked)."""
     texts = [prompt + answer for prompt, answer in examples]
@@ -49,6 +67,19 @@ def collate(tokenizer: Tokenizer, examples: Sequence[Example], loss_on_prompt: b
     keep = (position >= first) & (position <= lengths[:, None] + 1)
     targets[~keep] = IGNORE
     return Batch(torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(targets))
+
+
+def bucketed(
+    tokenizer: Tokenizer, examples: Sequence[Example], buckets: int = 1, loss_on_prompt: bool = False
+) -> StepBatch:
+    """`examples` sorted by length and cut into `buckets` micro-batches of (nearly) equal row counts."""
+    lengths = tokenizer.lengths([prompt + answer for prompt, answer in examples])
+    order = np.argsort(lengths, kind="stable")
+    parts = [
+        collate(tokenizer, [examples[i] for i in rows], loss_on_prompt)
+        for rows in np.array_split(order, min(buckets, len(examples)))
+    ]
+    return StepBatch(parts, sum(int((part.targets != IGNORE).sum()) for part in parts))
 
 
 class BaseSource:
@@ -101,7 +132,8 @@ def round_mixture(
 
 
 class MixtureSampler:
-    """Batches whose rows come from each source in proportion to its weight (multinomial per batch)."""
+    """Batches whose rows come from each source in proportion to its weight (multinomial per batch),
+    each cut into `buckets` length-sorted micro-batches."""
 
     def __init__(
         self,
@@ -110,8 +142,10 @@ class MixtureSampler:
         batch_size: int,
         rng: np.random.Generator,
         loss_on_prompt: bool = False,
+        buckets: int = 1,
     ) -> None:
         self.tokenizer, self.batch_size, self.rng, self.loss_on_prompt = tokenizer, batch_size, rng, loss_on_prompt
+        self.buckets = buckets
         self.sources = [source for source, _ in sources]
         self.weights = np.array([weight for _, weight in sources], dtype=np.float64)
 
@@ -119,5 +153,5 @@ class MixtureSampler:
         counts = self.rng.multinomial(self.batch_size, self.weights)
         return [e for source, n in zip(self.sources, counts, strict=True) if n for e in source.draw(n, self.rng)]
 
-    def next_batch(self) -> Batch:
-        return collate(self.tokenizer, self.examples(), self.loss_on_prompt)
+    def next_batch(self) -> StepBatch:
+        return bucketed(self.tokenizer, self.examples(), self.buckets, self.loss_on_prompt)

@@ -203,7 +203,12 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
         )
 
     sampler = MixtureSampler(
-        ctx.tokenizer, _sources(ctx, round_), cfg.training.batch_size, rng, cfg.data.loss_on_prompt
+        ctx.tokenizer,
+        _sources(ctx, round_),
+        cfg.training.batch_size,
+        rng,
+        cfg.data.loss_on_prompt,
+        cfg.training.length_buckets,
     )
     try:
         train_steps(

@@ -13,7 +13,7 @@ from torch import nn
 from tqdm import tqdm
 
 from selfimprove.config import TrainingConfig
-from selfimprove.data import IGNORE, Batch, MixtureSampler
+from selfimprove.data import IGNORE, MixtureSampler, StepBatch
 from selfimprove.model import Transformer
 from selfimprove.precision import autocast
 
@@ -65,21 +65,27 @@ def make_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device) 
 def train_step(
     forward: Callable[[torch.Tensor], torch.Tensor],
     optimizer: torch.optim.Optimizer,
-    batch: Batch,
+    batch: StepBatch,
     cfg: TrainingConfig,
     device: torch.device,
 ) -> torch.Tensor:
-    """One optimiser step on `batch` (already on `device`); returns the loss without a host sync."""
-    with autocast(cfg.precision, device):
-        logits = forward(batch.inputs)
-    loss = F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE)
-    loss.backward()
+    """One optimiser step on `batch` (already on `device`), accumulating the gradient over its
+    micro-batches; returns the mean loss over all its loss positions without a host sync."""
+    loss = torch.zeros((), device=device)
+    for part in batch.parts:
+        with autocast(cfg.precision, device):
+            logits = forward(part.inputs)
+        flat = logits.float().flatten(0, 1)
+        part_loss = F.cross_entropy(flat, part.targets.flatten(), ignore_index=IGNORE, reduction="sum")
+        part_loss = part_loss / batch.target_count
+        part_loss.backward()
+        loss += part_loss.detach()
     if cfg.optim.grad_clip > 0:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip, foreach=True)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss.detach()
+    return loss
 
 
 @dataclass
@@ -125,7 +131,7 @@ def train_steps(
         batch = sampler.next_batch().to(device)
         running += train_step(forward, optimizer, batch, cfg, device)
         since_check += 1
-        tokens += batch.inputs.numel()
+        tokens += batch.tokens
         bar.update(1)
         done = step + 1
         if done % cfg.log_every == 0 or done == total:

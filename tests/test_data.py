@@ -1,9 +1,14 @@
 import numpy as np
 import pytest
+import torch
+from omegaconf import OmegaConf
 
-from selfimprove.data import IGNORE, BaseSource, MixtureSampler, StoredSource, collate, round_mixture
+from selfimprove.config import ModelConfig, TrainingConfig
+from selfimprove.data import IGNORE, BaseSource, MixtureSampler, StoredSource, bucketed, collate, round_mixture
+from selfimprove.model import Transformer
 from selfimprove.tasks import Example, get_task
 from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
+from selfimprove.train import make_optimizer, train_step
 
 COPY = get_task("copy")
 
@@ -82,3 +87,40 @@ def test_base_source_draws_pair_difficulties():
     examples = source.draw(200, np.random.default_rng(0))
     shapes = {tuple(len(n) for n in e.prompt.removesuffix("=").split("*")) for e in examples}
     assert shapes == {(1, 2), (2, 1)}
+
+
+def test_bucketed_sorts_rows_by_length_and_pads_each_bucket_to_its_own_longest():
+    tok = Tokenizer(COPY.vocabulary)
+    examples = [Example("1234=", "1234"), Example("1=", "1"), Example("12=", "12"), Example("123=", "123")]
+    step = bucketed(tok, examples, buckets=2)
+    # Sequences BOS + prompt + answer + EOS are 5, 7, 9, 11 tokens: inputs drop the last one.
+    assert [tuple(part.inputs.shape) for part in step.parts] == [(2, 6), (2, 10)]
+    assert tok.decode(step.parts[0].inputs[0, 1:4].tolist()) == "1=1"
+    assert tok.decode(step.parts[1].inputs[1, 1:].tolist()) == "1234=1234"
+    assert step.target_count == (1 + 2 + 3 + 4) + 4  # answer tokens and one EOS per row
+    assert step.tokens == 2 * 6 + 2 * 10  # a whole batch would be 4 * 10
+    assert len(bucketed(tok, examples[:1], buckets=3).parts) == 1
+
+
+def test_length_buckets_leave_the_step_unchanged():
+    """The gradient accumulated over buckets is that of the one padded batch: same loss, same weights after."""
+    tok = Tokenizer(COPY.vocabulary)
+    rng = np.random.default_rng(0)
+    examples = [e for n in (1, 4, 9, 13) for e in COPY.sample(n, 3, rng)]
+    training = OmegaConf.to_object(OmegaConf.structured(TrainingConfig))
+    cpu = torch.device("cpu")
+
+    def weights(model: Transformer) -> torch.Tensor:
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    results = []
+    for buckets in (1, 3):
+        torch.manual_seed(0)
+        model = Transformer(ModelConfig(n_layer=1, n_head=2, n_embd=16, ffn_hidden=32), tok.vocab_size)
+        initial = weights(model)
+        loss = train_step(model, make_optimizer(model, training, cpu), bucketed(tok, examples, buckets), training, cpu)
+        results.append((loss.item(), weights(model)))
+    (loss_whole, after_whole), (loss_buckets, after_buckets) = results
+    assert not torch.allclose(after_whole, initial)  # the step moved the weights
+    assert loss_buckets == pytest.approx(loss_whole, rel=1e-5)
+    assert torch.allclose(after_buckets, after_whole, atol=1e-6)
