@@ -91,8 +91,9 @@ def test_labelling_profile_shows_where_the_time_goes():
 
 def test_data_pipeline_benchmark():
     rows = run_module("data_pipeline")["results"]
-    assert [r["data"] for r in rows] == ["base", "round"]
+    assert [(r["data"], r["buckets"]) for r in rows] == [("base", 1), ("base", 4), ("round", 1), ("round", 4)]
     assert all(r["share_of_step"] > 0 and r["batch_ms"] > 0 for r in rows)
+    assert rows[1]["padding"] < rows[0]["padding"] and rows[3]["padding"] < rows[2]["padding"]
 
 
 @pytest.mark.slow
@@ -102,12 +103,19 @@ def test_round_benchmark_reuses_a_base(tmp_path):
     assert first[0]["training_s"] > 0 and (tmp_path / "base" / "done" / "base.voter0.json").exists()
     saved = RunDir(tmp_path / "base")
     assert saved.load_checkpoint(saved.checkpoint(0))["stage"] == "base.voter0"  # saved before round 1 trained
-    again = run_module("round", "--base", str(tmp_path / "base"))["results"]
-    assert again[0] == {"round": 0, "reused": True}  # the base was reused, not retrained
-    one = again[1]
-    assert one["labelling_s"] > 0 and one["training_s"] > 0 and one["evaluation_s"] > 0
-    parts = one["labelling_s"] + one["filtering_s"] + one["training_s"] + one["evaluation_s"]
-    assert parts == pytest.approx(one["total_s"])
+    again = run_module("round", "--base", str(tmp_path / "base"), "--vs", "training.length_buckets=2")["results"]
+    # Both contenders reuse the base (not retrained), then round 1 is timed for each in turn.
+    assert [(r["contender"], r["round"], r.get("reused")) for r in again] == [
+        ("-", 0, True),
+        ("training.length_buckets=2", 0, True),
+        ("-", 1, None),
+        ("training.length_buckets=2", 1, None),
+    ]
+    for one in again[2:]:
+        assert one["labelling_s"] > 0 and one["training_s"] > 0 and one["evaluation_s"] > 0
+        parts = one["labelling_s"] + one["filtering_s"] + one["training_s"] + one["evaluation_s"]
+        assert parts == pytest.approx(one["total_s"])
+    assert again[2]["vs_first"] == 1.0 and again[3]["vs_first"] == again[3]["total_s"] / again[2]["total_s"]
 
 
 @pytest.mark.slow
