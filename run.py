@@ -13,6 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from selfimprove.base_from import BaseFromError
 from selfimprove.config import ConfigError, register_configs, validate
 from selfimprove.pipeline import ResumeError, run, saved_run
 from selfimprove.store import CorruptFileError, IncompatibleCheckpointError
@@ -37,7 +38,14 @@ def main(cfg: DictConfig) -> None:
             overrides = saved_run(run_dir)["overrides"]
         validate(cfg)
         run(cfg, run_dir, overrides)
-    except (ConfigError, ResumeError, CorruptFileError, IncompatibleCheckpointError, NonFiniteLossError) as e:
+    except (
+        BaseFromError,
+        ConfigError,
+        ResumeError,
+        CorruptFileError,
+        IncompatibleCheckpointError,
+        NonFiniteLossError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -131,6 +131,7 @@ class Config:
     si: SIConfig = MISSING
     logger: LoggerConfig = MISSING
     resume: str | None = None  # a run directory to continue
+    base_from: str | None = None  # a run directory whose base models this run starts from (no base training)
     progress: bool = True  # tqdm bars
 
 

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from selfimprove import pipeline
+from selfimprove.base_from import BaseFromError
 from selfimprove.config import ConfigError, register_configs, validate
 from selfimprove.store import CorruptFileError
 from selfimprove.sweepdir import LaunchError, SweepDir, one_line
@@ -147,6 +148,10 @@ def make_point(num: int, overrides: list[str], extras: list[str], sweep: SweepDi
     run_dir = sweep.run_dir(num) if sweep else root / str(num)
     effective = _dedupe([*overrides, *extras])
     point = Point(num, effective, run_dir, compose_point(effective))
+    try:
+        pipeline.check_base_from(point.cfg, run_dir)
+    except BaseFromError as e:
+        raise LaunchError(f"point {num}: {e}") from None
     if (run_dir / "run.json").exists():  # a point that ran before: refuse what would change its results
         try:
             pipeline.check_resumable(pipeline.saved_run(run_dir), point.cfg)

@@ -10,8 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from selfimprove import graph, report, stages
-from selfimprove.store import atomic_write_json, read_json
+from selfimprove import base_from, graph, report, stages
+from selfimprove.store import RunDir, atomic_write_json, read_json
 
 # Keys that may change when a run resumes: they change how it runs, not what it computes.
 RESUME_FREE = (
@@ -74,9 +74,17 @@ def check_resumable(saved: dict[str, Any], cfg: DictConfig) -> None:
         raise ResumeError("resuming would change results, refused: " + "; ".join(changed))
 
 
+def check_base_from(cfg: DictConfig, run_dir: Path) -> None:
+    """`base_from` names a run that holds base models this run can start from (unless its base is adopted)."""
+    base_stages = [stages.base_stage(voter) for voter in range(cfg.si.filters.voters)]
+    if cfg.base_from and not all(RunDir(run_dir).is_done(stage) for stage in base_stages):
+        base_from.check(cfg.base_from, result_config(cfg), stages.task_of(cfg).vocabulary, base_stages)
+
+
 def open_run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> stages.Context:
     """The stage context for `run_dir`: records run.json in a new run, refuses a result-changing resume."""
     run_dir = Path(run_dir)
+    check_base_from(cfg, run_dir)
     if (run_dir / "run.json").exists():
         check_resumable(saved_run(run_dir), cfg)
     else:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from selfimprove import noise, precision
+from selfimprove import base_from, noise, precision
 from selfimprove.data import BaseSource, MixtureSampler, Source, round_mixture
 from selfimprove.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_point, judged
 from selfimprove.filters import VoterLabels, filter_labels
@@ -227,7 +227,7 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
     except NonFiniteLossError as e:
         raise NonFiniteLossError(f"{e}; {_last_good(run, path)}") from None
     save(total)
-    if round_ > 0 and cfg.si.keep_round_checkpoints:
+    if cfg.si.keep_round_checkpoints:  # round 0 too: the base models, which base_from can start from
         save(total, run.checkpoint(voter, f"round_{round_:03d}"))
     result = {
         "steps": total,
@@ -257,7 +257,9 @@ def _sources(ctx: Context, round_: int) -> list[tuple[Source, float]]:
 
 
 def train_base(ctx: Context, voter: int) -> dict:
-    """Train voter `voter` from scratch on the base length range."""
+    """Train voter `voter` from scratch on the base length range, or adopt its base model from `base_from`."""
+    if ctx.cfg.base_from:
+        return base_from.adopt(ctx.run, ctx.cfg.base_from, voter, base_stage(voter))
     seed = [ctx.cfg.training.seed, TRAIN_STREAM, voter, 0]
     return _train(ctx, base_stage(voter), voter, 0, ctx.cfg.training.base_steps, seed)
 

@@ -1,0 +1,84 @@
+"""Starting a run from another run's base models (`base_from=<run dir>`): the base stage of each voter
+adopts that run's base checkpoint instead of training, so a sweep over filters, schedules or noise from
+one base spends no time on base training.
+
+The source must hold each voter's base model: a run with `si=none` (its latest checkpoint is the base)
+or with `si.keep_round_checkpoints=true` (round_000.pt). Its model, task, task parameters and base set
+must be this run's; the base-training settings (`training.base_steps`, ...) are the source's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from selfimprove.store import CorruptFileError, RunDir, atomic_write_bytes, read_json
+
+# Config keys that define what the base models are: their shape, and the task and difficulties they learned.
+BASE_PREFIXES = ("model.", "data.")
+NOT_BASE = {"data.eval_samples", "data.eval_lookahead", "data.generate_batch_size"}
+
+
+class BaseFromError(ValueError):
+    """The base_from run cannot serve as this run's base; the message says why, in one line."""
+
+
+def base_checkpoint(source: RunDir, voter: int, stage: str) -> Path | None:
+    """The voter's base checkpoint in `source`: round_000.pt when kept, else latest.pt while it still holds
+    the base stage's model (no round has trained it further); None when neither does."""
+    kept = source.checkpoint(voter, "round_000")
+    if kept.exists():
+        return kept
+    latest = source.checkpoint(voter)
+    if latest.exists() and source.is_done(stage) and source.load_checkpoint(latest)["stage"] == stage:
+        return latest
+    return None
+
+
+def check(base_from: str, config: Mapping[str, Any], vocabulary: list[str], base_stages: list[str]) -> None:
+    """Refuse, in one line, a source that is not a run, learned something else, or no longer holds a base
+    model for each of `base_stages` (one per voter). `config` is this run's flattened result config."""
+    source = RunDir(base_from)
+    try:
+        saved = read_json(source.run_json)
+    except CorruptFileError:
+        raise BaseFromError(
+            f"base_from={base_from} is not a selfimprove run directory (no readable run.json)"
+        ) from None
+    if saved.get("vocabulary") != vocabulary:
+        raise BaseFromError(f"base_from={base_from} was trained on another vocabulary: {saved.get('vocabulary')}")
+    theirs = saved["config"]
+    differ = [
+        f"{key}: {theirs.get(key)!r} there, {value!r} here"
+        for key, value in config.items()
+        if key.startswith(BASE_PREFIXES) and key not in NOT_BASE and theirs.get(key) != value
+    ]
+    if differ:
+        raise BaseFromError(f"base_from={base_from} trained another base: " + "; ".join(differ))
+    for voter, stage in enumerate(base_stages):
+        if base_checkpoint(source, voter, stage) is None:
+            raise BaseFromError(
+                f"base_from={base_from} holds no base model for voter {voter} (fewer voters, or rounds trained"
+                " it further): start from a run with si=none or si.keep_round_checkpoints=true"
+            )
+
+
+def adopt(run: RunDir, base_from: str, voter: int, stage: str) -> dict[str, Any]:
+    """The base stage of `voter` from the source: its checkpoint copied in, its marker's result noted."""
+    if run.is_done(stage):
+        return run.result(stage)
+    source = RunDir(base_from)
+    path = base_checkpoint(source, voter, stage)
+    if path is None:
+        raise BaseFromError(f"base_from={base_from} no longer holds a base model for voter {voter}")
+    atomic_write_bytes(run.checkpoint(voter), path.read_bytes())
+    trained = source.result(stage)
+    result = {
+        **trained,
+        "base_from": str(Path(base_from).resolve()),
+        "source_seconds": trained["seconds"],
+        "seconds": 0.0,
+    }
+    run.mark_done(stage, result)
+    return result

@@ -1,0 +1,49 @@
+"""`base_from=<run dir>`: a run that starts from another run's base models instead of training its own."""
+
+import json
+
+import pytest
+from conftest import QUICK, outcome, read_jsonl, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_run_from_another_runs_base_computes_what_that_run_did(tmp_path):
+    """Run A keeps its base models (round_000.pt); run B starts from them and, with the same seeds, must
+    compute A's rounds exactly — without a single base training step of its own."""
+    source, reused = tmp_path / "a", tmp_path / "b"
+    proc = run_cli(*QUICK, "si.keep_round_checkpoints=true", f"hydra.run.dir={source}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (source / "checkpoints" / "voter0" / "round_000.pt").exists()
+    proc = run_cli(*QUICK, "si.keep_round_checkpoints=true", f"base_from={source}", f"hydra.run.dir={reused}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    assert outcome(reused) == outcome(source)
+    base = json.loads((reused / "done" / "base.voter0.json").read_text())
+    assert base["base_from"] == str(source.resolve()) and base["seconds"] == 0.0
+    trained = {e["stage"] for e in read_jsonl(reused / "metrics.jsonl") if e["event"] == "train"}
+    assert trained == {"train.round001.voter0", "train.round002.voter0"}
+    assert json.loads((reused / "run.json").read_text())["config"]["base_from"] == str(source)
+
+
+def test_base_from_refuses_what_cannot_serve_as_a_base(tmp_path):
+    rounds_done, base_only = tmp_path / "rounds", tmp_path / "base"
+    assert run_cli(*QUICK, "si.rounds=1", f"hydra.run.dir={rounds_done}").returncode == 0
+    assert run_cli(*QUICK, "si.rounds=0", f"hydra.run.dir={base_only}").returncode == 0  # the quick preset sets rounds
+    refusals = [
+        ([f"base_from={rounds_done}"], "holds no base model for voter 0"),  # round 1 trained latest.pt further
+        ([f"base_from={base_only}", "si.filters.voters=2"], "holds no base model for voter 1"),
+        ([f"base_from={base_only}", "model.n_embd=32"], "trained another base: model.n_embd: 64 there, 32 here"),
+        ([f"base_from={base_only}", "data=reverse"], "trained another base: data.task: 'copy' there, 'reverse' here"),
+        ([f"base_from={tmp_path / 'nothing'}"], "is not a selfimprove run directory"),
+    ]
+    for args, message in refusals:
+        target = tmp_path / "refused"
+        proc = run_cli(*QUICK, *args, f"hydra.run.dir={target}")
+        assert proc.returncode == 2, args
+        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr, proc.stderr
+        assert not (target / "checkpoints").exists() and not (target / "done").exists()
+    sweep = run_cli(*QUICK, f"base_from={rounds_done}", "--dry-run", script="sweep.py")
+    assert sweep.returncode == 2 and "point 0: base_from=" in sweep.stderr, sweep.stderr  # refused before submitting
+    ok = run_cli(*QUICK, "si.rounds=1", f"base_from={base_only}", f"hydra.run.dir={tmp_path / 'ok'}")
+    assert ok.returncode == 0, ok.stderr[-3000:]
