@@ -45,5 +45,7 @@ def test_base_from_refuses_what_cannot_serve_as_a_base(tmp_path):
         assert not (target / "checkpoints").exists() and not (target / "done").exists()
     sweep = run_cli(*QUICK, f"base_from={rounds_done}", "--dry-run", script="sweep.py")
     assert sweep.returncode == 2 and "point 0: base_from=" in sweep.stderr, sweep.stderr  # refused before submitting
-    ok = run_cli(*QUICK, "si.rounds=1", f"base_from={base_only}", f"hydra.run.dir={tmp_path / 'ok'}")
+    ok = run_cli(*QUICK, "si.rounds=0", f"base_from={base_only}", f"hydra.run.dir={tmp_path / 'ok'}")
     assert ok.returncode == 0, ok.stderr[-3000:]
+    evaluated = [json.loads((run / "done" / "eval.round000.json").read_text()) for run in (base_only, tmp_path / "ok")]
+    assert evaluated[0]["accuracy"] == evaluated[1]["accuracy"]  # the same base model, from its latest.pt
