@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -16,7 +18,8 @@ from omegaconf import DictConfig
 from selfimprove.base_from import BaseFromError
 from selfimprove.config import ConfigError, register_configs, validate
 from selfimprove.pipeline import ResumeError, run, saved_run
-from selfimprove.store import CorruptFileError, IncompatibleCheckpointError
+from selfimprove.runlock import LOCK_FILE, RunLockedError
+from selfimprove.store import CorruptFileError, IncompatibleCheckpointError, RunDir
 from selfimprove.train import NonFiniteLossError
 
 register_configs()
@@ -25,42 +28,72 @@ register_configs()
 def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     """The run's own config with this command's overrides applied on top."""
     saved = saved_run(run_dir)
-    return hydra.compose(config_name="config", overrides=[*saved["overrides"], *overrides, f"resume={run_dir}"])
+    resume = f"resume={hydra_quoted(str(run_dir))}"
+    return hydra.compose(config_name="config", overrides=[*saved["overrides"], *overrides, resume])
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+    hydra_cfg = HydraConfig.get()
+    command_overrides = list(hydra_cfg.overrides.task)
+    overrides = [o for o in command_overrides if not o.startswith("resume=")]
+    run_dir = Path(hydra_cfg.runtime.output_dir)  # the resumed run's own dir on resume
     try:
-        run_dir = Path(HydraConfig.get().runtime.output_dir)  # the resumed run's own dir on resume
         if cfg.resume:
             cfg = resume_config(run_dir, overrides)
             overrides = saved_run(run_dir)["overrides"]
         validate(cfg)
-        run(cfg, run_dir, overrides)
+        # Hydra's .hydra/ record (output_subdir is null) is written once the run is open, so a refused start
+        # changes nothing in an existing run; a resume's record goes beside the run's own.
+        record = partial(RunDir(run_dir).write_config_record, cfg, command_overrides, hydra_cfg)
+        run(cfg, run_dir, overrides, on_open=record)
     except (
         BaseFromError,
         ConfigError,
         ResumeError,
+        RunLockedError,
         CorruptFileError,
         IncompatibleCheckpointError,
         NonFiniteLossError,
     ) as e:
+        remove_if_unstarted(run_dir)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
 
-def check_resume_argument(argv: list[str]) -> None:
-    """Refuse a resume path that is not a run directory before Hydra creates or writes anything there."""
+def remove_if_unstarted(run_dir: Path) -> None:
+    """A start refused before run.json was written leaves no directory behind (Hydra created it empty);
+    anything else in it, and every started run, stays as it is."""
+    if not (run_dir / "run.json").exists():
+        (run_dir / LOCK_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: not ours to remove
+            run_dir.rmdir()
+
+
+def hydra_quoted(value: str) -> str:
+    """A value as one Hydra override token, whatever it holds (spaces, non-ASCII letters, quotes)."""
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def resume_argument(argv: list[str]) -> list[str]:
+    """Refuse a resume path that is not a run directory before Hydra creates or writes anything there, and
+    quote it for Hydra's override grammar, so that any path a run was created in can be resumed."""
+    args = []
     for arg in argv:
         if arg.startswith("resume=") and arg.removeprefix("resume=") not in ("", "null"):
+            path = arg.removeprefix("resume=")
+            if len(path) > 1 and path[0] == path[-1] and path[0] in "'\"":  # quoted already, as Hydra allows
+                path = path[1:-1]
             try:
-                saved_run(Path(arg.removeprefix("resume=")))
+                saved_run(Path(path))
             except (ResumeError, CorruptFileError) as e:
                 print(f"error: {e}", file=sys.stderr)
                 sys.exit(2)
+            arg = f"resume={hydra_quoted(path)}"
+        args.append(arg)
+    return args
 
 
 if __name__ == "__main__":
-    check_resume_argument(sys.argv[1:])
+    sys.argv[1:] = resume_argument(sys.argv[1:])
     main()

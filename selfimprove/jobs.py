@@ -14,7 +14,7 @@ from typing import Any
 import submitit
 from omegaconf import DictConfig, OmegaConf
 
-from selfimprove import graph, pipeline
+from selfimprove import graph, pipeline, runlock
 from selfimprove.config import Config
 from selfimprove.store import RunDir
 
@@ -48,17 +48,20 @@ class StageJob(submitit.helpers.Checkpointable):
             cfg.training.threads = self.threads  # Context.create applies it: torch would use every core otherwise
         if RunDir(self.run_dir).is_done(self.stage):
             return {"stage": self.stage, "done": True}
-        ctx = pipeline.open_run(cfg, self.run_dir, self.overrides)
-        try:
-            collapsed = graph.first_collapse(cfg, ctx.run, cfg.si.collapse_threshold, self.round - 1)
-            if collapsed:  # the in-process walk stops here too: nothing is run and nothing is marked
-                return {"stage": self.stage, "skipped": collapsed[1]}
-            result = graph.run_step_task(ctx, self.kind, self.round, self.voter)
-            if self.kind == "eval":
-                pipeline.publish(ctx, result["stopped"])
-            return {"stage": self.stage, **result}
-        finally:
-            ctx.metrics.close()
+        with runlock.hold(self.run_dir, exclusive=False):  # shared: the voters of a step run side by side
+            ctx = pipeline.open_run(cfg, self.run_dir, self.overrides)
+            try:
+                steps = graph.steps(ctx.voters, cfg.si.rounds)
+                here = next(i for i, s in enumerate(steps) if (s.kind, s.round) == (self.kind, self.round))
+                stop = graph.first_stop(cfg, ctx.run, steps[:here])
+                if stop:  # the in-process walk stops before this step too: nothing is run and nothing is marked
+                    return {"stage": self.stage, "skipped": stop[1]}
+                result = graph.run_step_task(ctx, self.kind, self.round, self.voter)
+                if self.kind == "eval" or result.get("stopped"):
+                    pipeline.publish(ctx, result.get("stopped"))
+                return {"stage": self.stage, **result}
+            finally:
+                ctx.metrics.close()
 
 
 def step_jobs(

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import submitit
-from omegaconf import OmegaConf
 
 from selfimprove.grid import Point, hydra_session, launcher_params, make_point, parse_overrides, point_overrides
 from selfimprove.plan import Plan, Task, describe, plan
+from selfimprove.store import RunDir
 from selfimprove.sweepdir import (
     ACTIVE,
     SWEEP_FILE,
@@ -233,7 +233,7 @@ def launch(req: Request) -> int:
         sweep.data["launches"].append({"launch": launch_no, "time": now, "cluster": cluster})
         sweep.save()  # from here on the directory is a sweep directory, whatever happens next
         for p in points:
-            _write_hydra_record(p)
+            RunDir(p.run_dir).write_config_record(p.cfg, p.overrides, again=False)
         print(f"sweep dir: {sweep.root}   cluster: {cluster}   launch {launch_no}")
         executor = make_executor(cluster, sweep.submitit_folder, params)
         if cluster != "slurm":
@@ -280,12 +280,3 @@ def _new_record(sweep: SweepDir, overrides: list[str], points: list[Point]) -> d
         "jobs": {},
         "launches": [],
     }
-
-
-def _write_hydra_record(point: Point) -> None:
-    """Like Hydra's own run directories: .hydra/config.yaml and overrides.yaml, written once."""
-    record = point.run_dir / ".hydra"
-    if not (record / "config.yaml").exists():
-        record.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(point.cfg, record / "config.yaml")
-        OmegaConf.save(OmegaConf.create(point.overrides), record / "overrides.yaml")

@@ -4,14 +4,15 @@ round graph of `graph` walked task by task, and the summary published after ever
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from selfimprove import base_from, graph, report, stages
+from selfimprove import base_from, graph, report, runlock, stages
 from selfimprove.store import RunDir, atomic_write_json, read_json
+from selfimprove.train import resolve_device
 
 # Keys that may change when a run resumes: they change how it runs, not what it computes.
 RESUME_FREE = (
@@ -84,6 +85,7 @@ def check_base_from(cfg: DictConfig, run_dir: Path) -> None:
 def open_run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> stages.Context:
     """The stage context for `run_dir`: records run.json in a new run, refuses a result-changing resume."""
     run_dir = Path(run_dir)
+    resolve_device(cfg.training.device)  # here, where it runs, and before run.json: an absent GPU is one line
     check_base_from(cfg, run_dir)
     if (run_dir / "run.json").exists():
         check_resumable(saved_run(run_dir), cfg)
@@ -97,30 +99,36 @@ def open_run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()
     return stages.Context.create(cfg, run_dir)
 
 
-def run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Run (or continue) the experiment in `run_dir`; returns the summary."""
+def run(
+    cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = (), on_open: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Run (or continue) the experiment in `run_dir`; returns the summary. `on_open` is called once the run
+    is open (locked, and its run.json written or checked), before any stage."""
     started = time.perf_counter()
-    ctx = open_run(cfg, run_dir, overrides)
-    try:
-        summary = _walk(ctx)
-    finally:
-        ctx.metrics.close()
+    with runlock.hold(run_dir):  # a second run.py on this directory is refused, not run twice
+        ctx = open_run(cfg, run_dir, overrides)
+        try:
+            if on_open is not None:
+                on_open()
+            summary = _walk(ctx)
+        finally:
+            ctx.metrics.close()
     print(f"run dir: {ctx.run.root}  (this process: {time.perf_counter() - started:.0f}s)")
     return summary
 
 
 def _walk(ctx: stages.Context) -> dict[str, Any]:
     """Every task of the round graph in order; after each evaluation the summary is published, and the
-    run stops there when the round collapsed."""
+    run stops after a step that says so (a collapsed round, a round that kept no labels)."""
     summary: dict[str, Any] = {}
     for step in graph.steps(ctx.voters, ctx.cfg.si.rounds):
         results = [graph.run_step_task(ctx, step.kind, step.round, voter) for voter in step.task_voters()]
-        if step.kind == "eval":
-            stopped = results[0]["stopped"]
+        stopped = results[0].get("stopped")
+        if step.kind == "eval" or stopped:
             summary = publish(ctx, stopped)
-            if stopped:
-                print(stopped)
-                break
+        if stopped:
+            print(stopped)
+            break
     return summary
 
 

@@ -11,11 +11,13 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from selfimprove.tasks import Example
 
@@ -97,6 +99,22 @@ class RunDir:
 
     def round_data(self, round_: int) -> Path:
         return self.root / "data" / f"round_{round_:03d}.jsonl"
+
+    def write_config_record(
+        self, cfg: DictConfig, overrides: Sequence[str], hydra: DictConfig | None = None, again: bool = True
+    ) -> None:
+        """Hydra's record of a start: .hydra/{config,overrides,hydra}.yaml. A later start of the same run (a
+        resume) goes beside the first in .hydra/resume-<time>/, or writes nothing when `again` is false."""
+        record = self.root / ".hydra"
+        if (record / "config.yaml").exists():
+            if not again:
+                return
+            record = record / f"resume-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+        record.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, record / "config.yaml")
+        OmegaConf.save(OmegaConf.create(list(overrides)), record / "overrides.yaml")
+        if hydra is not None:
+            OmegaConf.save(OmegaConf.create({"hydra": hydra}), record / "hydra.yaml")
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, path: Path, state: dict[str, Any]) -> None:

@@ -8,7 +8,9 @@ import sys
 import time
 
 import pytest
-from conftest import QUICK, REPO, kill_and_resume, outcome, run_cli, uninterrupted_outcome
+from conftest import QUICK, REPO, kill_and_resume, outcome, read_jsonl, run_cli, uninterrupted_outcome
+
+from selfimprove import runlock
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("resume")]  # one worker: one reference run
 
@@ -18,7 +20,16 @@ ARGS = [*QUICK, "training.checkpoint_every=10"]
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict:
-    return uninterrupted_outcome(tmp_path_factory.mktemp("reference") / "run", ARGS)
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    return {**uninterrupted_outcome(run_dir, ARGS), "logged": logged(run_dir)}
+
+
+def logged(run_dir) -> list[dict]:
+    """metrics.jsonl without what depends on the clock."""
+    return [
+        {k: v for k, v in record.items() if k not in ("time", "seconds", "tokens_per_s")}
+        for record in read_jsonl(run_dir / "metrics.jsonl")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -35,7 +46,9 @@ def reference(tmp_path_factory) -> dict:
 def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, reference, point):
     run_dir = tmp_path / "run"
     kill_and_resume(run_dir, point, ARGS)
-    assert outcome(run_dir) == reference
+    # The same results, and the same log: every event once, the same losses (a training stage's loss window
+    # carries over its checkpoint), final_loss included.
+    assert {**outcome(run_dir), "logged": logged(run_dir)} == reference
 
 
 def test_external_kill_during_training_then_resume(tmp_path, reference):
@@ -55,7 +68,7 @@ def test_external_kill_during_training_then_resume(tmp_path, reference):
     assert checkpoint.exists()
     resumed = run_cli(*ARGS, f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert outcome(run_dir) == reference
+    assert {**outcome(run_dir), "logged": logged(run_dir)} == reference
 
 
 def test_resuming_a_finished_run_recomputes_nothing(tmp_path):
@@ -69,18 +82,52 @@ def test_resuming_a_finished_run_recomputes_nothing(tmp_path):
     assert before == after
 
 
-def test_resume_can_add_rounds(tmp_path):
-    run_dir = tmp_path / "run"
-    assert run_cli(*ARGS, f"hydra.run.dir={run_dir}").returncode == 0
-    more = run_cli(*ARGS, f"resume={run_dir}", "si.rounds=3")
+def test_resume_can_add_rounds_in_any_directory(tmp_path):
+    run_dir = tmp_path / "my runs" / "lösung"  # a space and a non-ASCII letter
+    assert run_cli(*ARGS, f"hydra.run.dir='{run_dir}'").returncode == 0  # Hydra's grammar wants it quoted
+    more = run_cli(*ARGS, f"resume={run_dir}", "si.rounds=3")  # the path as the shell gives it
     assert more.returncode == 0, more.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [r["targets"] for r in summary["rounds"][1:]] == [[11], [12], [13]]
 
 
-def test_resume_with_a_result_changing_config_is_refused(tmp_path):
+def files(run_dir) -> dict:
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_dir.rglob("*") if p.is_file()}
+
+
+def test_resume_with_a_result_changing_config_is_refused_and_changes_nothing(tmp_path):
     run_dir = tmp_path / "run"
     assert run_cli(*ARGS, "si.rounds=0", f"hydra.run.dir={run_dir}").returncode == 0
-    refused = run_cli(*ARGS, f"resume={run_dir}", "training.optim.lr=0.5")
-    assert refused.returncode != 0
-    assert "resuming would change results" in refused.stderr and "training.optim.lr" in refused.stderr
+    before = files(run_dir)
+    # Both ways of pointing at the run: resume=, and the run's directory as a new run's output dir.
+    for how in [f"resume={run_dir}", f"hydra.run.dir={run_dir}"]:
+        refused = run_cli(*ARGS, "si.rounds=0", how, "training.optim.lr=0.5")
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "resuming would change results" in refused.stderr and "training.optim.lr" in refused.stderr
+        assert files(run_dir) == before  # no .hydra/ record rewritten or added, nothing else touched
+
+
+def test_a_second_process_on_a_running_run_is_refused(tmp_path):
+    """run.py holds the run directory's lock while it works; the OS drops it when the holder is killed."""
+    run_dir = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), *QUICK, "training.base_steps=100000", f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while not (run_dir / "checkpoints").exists():  # training has begun
+            assert first.poll() is None and time.time() < deadline, "the first run did not start training"
+            time.sleep(0.1)
+        before = {p for p in run_dir.rglob("*") if p.parent.name != "voter0"}
+        second = run_cli(f"resume={run_dir}")
+        assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+        assert second.stderr.startswith(f"error: another process is running {run_dir}")
+        assert {p for p in run_dir.rglob("*") if p.parent.name != "voter0"} == before  # no resume record
+        assert runlock.held(run_dir)
+    finally:
+        first.kill()
+        first.wait()
+    assert not runlock.held(run_dir)  # SIGKILL, no clean-up: the lock is gone with its holder

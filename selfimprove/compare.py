@@ -1,0 +1,231 @@
+"""Compare runs: one table and one figure over run directories, sweep.py directories and Hydra multiruns.
+
+    python -m selfimprove.compare outputs/sweeps/2026-11-29/10-00-00 [more dirs...] [--by si.noise.rate]
+        [--out compare.png]
+
+Runs are grouped by their result-determining config (run.json) minus the seed, or by the `--by` keys;
+per group: reach per round as mean ± std over seeds, the final reach, label accuracy, compute time and
+the number of seeds. Read-only: it reads run.json, summary.json and .hydra/config.yaml and writes
+nothing into the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from selfimprove.logging import table
+from selfimprove.runlock import held
+from selfimprove.store import CorruptFileError, read_json
+
+# Keys that vary between seeds of one experiment or do not change its numbers.
+NOT_GROUPED = ("training.seed", "si.keep_round_checkpoints")
+# Folders of a run or a sweep that never hold runs: not searched.
+NOT_SEARCHED = {"checkpoints", "data", "plots", "done", "wandb"}
+
+
+class CompareError(RuntimeError):
+    pass
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, Any]
+    summary: dict[str, Any] | None  # None until round 0 is evaluated
+    planned_rounds: int | None  # si.rounds, when the run's .hydra/config.yaml records it
+
+    @property
+    def reaches(self) -> list[int]:
+        return [r["reach"] for r in self.summary["rounds"]] if self.summary else []
+
+    @property
+    def label_accuracies(self) -> list[float | None]:
+        return [r["label_accuracy"] for r in self.summary["rounds"]] if self.summary else []
+
+    @property
+    def state(self) -> str:
+        """done | stopped (the run's reason) | running (a process holds it) | unfinished (r of R rounds)."""
+        if self.summary and self.summary["stopped"]:
+            return "stopped"
+        finished = len(self.reaches) - 1  # round 0 is the base
+        if self.planned_rounds is not None and finished >= self.planned_rounds:
+            return "done"
+        if held(self.path):
+            return "running"
+        return "unfinished"
+
+
+@dataclass
+class Group:
+    label: str
+    runs: list[Run] = field(default_factory=list)
+
+    def per_round(self, values: str) -> list[list[float]]:
+        """Per round, the values of the runs that reached it (`reaches` or `label_accuracies`)."""
+        series = [getattr(run, values) for run in self.runs]
+        rounds = max((len(s) for s in series), default=0)
+        return [[s[r] for s in series if r < len(s) and s[r] is not None] for r in range(rounds)]
+
+
+def find_runs(dirs: Sequence[str | Path]) -> list[Path]:
+    """Every run directory (one holding run.json) at or below each of `dirs`, in path order."""
+    found: list[Path] = []
+    for d in map(Path, dirs):
+        if not d.is_dir():
+            raise CompareError(f"{d} is not a directory")
+        runs = sorted(_search(d), key=_natural)
+        if not runs:
+            raise CompareError(f"{d} holds no run (no run.json at or below it)")
+        found += [r for r in runs if r not in found]
+    return found
+
+
+def _search(d: Path) -> Iterator[Path]:
+    if (d / "run.json").is_file():
+        yield d
+        return
+    for child in d.iterdir():
+        if child.is_dir() and not child.name.startswith(".") and child.name not in NOT_SEARCHED:
+            yield from _search(child)
+
+
+def _natural(path: Path) -> list[Any]:
+    """Sweep and multirun points are numbered 0, 1, ..., 10: sort them as numbers."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.parts]
+
+
+def load_run(path: Path) -> Run:
+    try:
+        config = read_json(path / "run.json")["config"]
+        summary = read_json(path / "summary.json") if (path / "summary.json").exists() else None
+    except (CorruptFileError, KeyError) as e:
+        raise CompareError(f"{path}: not a readable run ({e})") from e
+    return Run(path, config, summary, _planned_rounds(path))
+
+
+def _planned_rounds(path: Path) -> int | None:
+    hydra_config = path / ".hydra" / "config.yaml"
+    if not hydra_config.exists():
+        return None
+    from omegaconf import OmegaConf
+
+    rounds = OmegaConf.select(OmegaConf.load(hydra_config), "si.rounds")
+    return int(rounds) if rounds is not None else None
+
+
+def group_runs(runs: list[Run], by: Sequence[str] = ()) -> list[Group]:
+    """By the `by` config keys, or else by the whole config minus NOT_GROUPED; a group's label names only
+    the keys whose values differ between groups."""
+    for key in by:
+        if missing := [str(r.path) for r in runs if key not in r.config]:
+            known = ", ".join(sorted(runs[0].config)[:8])
+            raise CompareError(f"--by {key}: not a config key of {missing[0]} (keys look like: {known}, ...)")
+    keys = list(by) or sorted({k for r in runs for k in r.config} - set(NOT_GROUPED))
+    groups: dict[tuple[Any, ...], list[Run]] = {}
+    for run in runs:
+        groups.setdefault(tuple(repr(run.config.get(k)) for k in keys), []).append(run)
+    varying = [i for i, k in enumerate(keys) if len({g[i] for g in groups}) > 1 or by]
+    labels = [" ".join(f"{keys[i]}={members[0].config.get(keys[i])}" for i in varying) for members in groups.values()]
+    return [Group(label or "all runs", members) for label, members in zip(labels, groups.values(), strict=True)]
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values)
+    if len(values) == 1 or (spread := statistics.pstdev(values)) == 0:
+        return f"{mean:g}"
+    return f"{mean:.1f}±{spread:.1f}"
+
+
+def compare_table(groups: list[Group]) -> str:
+    rows = []
+    for g in groups:
+        finals = [float(run.reaches[-1]) for run in g.runs if run.reaches]
+        labels = [a for per_round in g.per_round("label_accuracies") for a in per_round]
+        seconds = [run.summary["seconds"] for run in g.runs if run.summary]
+        states = sorted({run.state for run in g.runs})
+        rows.append(
+            [
+                g.label,
+                " ".join(mean_std([float(v) for v in vs]) for vs in g.per_round("reaches")) or "-",
+                mean_std(finals),
+                f"{min(labels):.3f}" if labels else "-",
+                f"{statistics.fmean(seconds):.0f}s" if seconds else "-",
+                len(g.runs),
+                ", ".join(states),
+            ]
+        )
+    headers = ["group", "reach per round (0, 1, ...)", "final reach", "min label acc", "time", "runs", "state"]
+    return table(headers, rows, left=1)
+
+
+def plot(groups: list[Group], out: Path) -> None:
+    """Reach against round (mean, band: ± std over seeds) and label accuracy against round, a line per group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (reach_ax, label_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for g in groups:
+        for ax, values in ((reach_ax, "reaches"), (label_ax, "label_accuracies")):
+            points = [(r, vs) for r, vs in enumerate(g.per_round(values)) if vs]
+            if not points:
+                continue
+            xs = [r for r, _ in points]
+            means = [statistics.fmean(vs) for _, vs in points]
+            spreads = [statistics.pstdev(vs) for _, vs in points]
+            (line,) = ax.plot(xs, means, "o-", label=f"{g.label} (n={len(g.runs)})")
+            lows = [m - s for m, s in zip(means, spreads, strict=True)]
+            highs = [m + s for m, s in zip(means, spreads, strict=True)]
+            ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.2)
+    reach_ax.set(xlabel="round", ylabel="reach", title="reach (mean ± std over seeds)")
+    label_ax.set(xlabel="round", ylabel="label accuracy", title="accuracy of the kept self-labels")
+    for ax in (reach_ax, label_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    reach_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = reach_ax.get_legend_handles_labels()
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.0, 0.0), fontsize="small", frameon=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100, bbox_inches="tight")  # the legend below the axes, however long the labels
+    plt.close(fig)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (python -m selfimprove.compare --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = Parser(
+        prog="python -m selfimprove.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("dirs", nargs="+", help="run directories, sweep.py directories or Hydra multirun dirs")
+    parser.add_argument("--by", nargs="+", default=[], metavar="KEY", help="group by these config keys")
+    parser.add_argument("--out", type=Path, help="write the figure here (png, pdf, svg)")
+    args = parser.parse_args(argv)
+    try:
+        runs = [load_run(path) for path in find_runs(args.dirs)]
+        groups = group_runs(runs, args.by)
+    except CompareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(compare_table(groups))
+    if args.out:
+        plot(groups, args.out)
+        print(f"figure: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

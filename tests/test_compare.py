@@ -1,0 +1,94 @@
+"""python -m selfimprove.compare on run directories written by hand: grouping, mean ± std over seeds, run
+states, read-only. (On real sweeps and multiruns: test_sweep.py.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from selfimprove import runlock
+from selfimprove.compare import main
+
+CONFIG = {"data.task": "reverse", "si.noise.rate": 0.0, "training.seed": 0, "si.keep_round_checkpoints": False}
+
+
+def write_run(path: Path, reaches: list[int], labels: list[float], planned: int, stopped=None, **config) -> Path:
+    """A run directory as the pipeline leaves it: run.json, summary.json, .hydra/config.yaml."""
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "config.yaml").write_text(f"si:\n  rounds: {planned}\n")
+    (path / "run.json").write_text(json.dumps({"overrides": [], "config": {**CONFIG, **config}}))
+    rounds = [
+        {"round": r, "reach": reach, "label_accuracy": labels[r - 1] if r else None} for r, reach in enumerate(reaches)
+    ]
+    summary = {"rounds": rounds, "reach": reaches[-1], "seconds": 10.0 * len(reaches), "stopped": stopped}
+    (path / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+@pytest.fixture
+def compare(capsys):
+    """`python -m selfimprove.compare ARGS` in this process: (exit status, stdout, stderr)."""
+
+    def call(*args: str) -> tuple[int, str, str]:
+        status = main(list(args))
+        out = capsys.readouterr()
+        return status, out.out, out.err
+
+    return call
+
+
+def rows(stdout: str) -> dict[str, list[str]]:
+    """Table rows by group label, cells split on the table's two-space gaps."""
+    lines = stdout.splitlines()[2:]
+    return {cells[0]: cells[1:] for cells in ([c.strip() for c in line.split("  ") if c.strip()] for line in lines)}
+
+
+def test_groups_by_config_without_seed_with_mean_and_std(tmp_path, compare):
+    sweep = tmp_path / "sweep"  # a sweep.py directory: numbered points, each a run directory
+    write_run(sweep / "0", [10, 11, 12], [1.0, 0.99], planned=2)
+    write_run(sweep / "1", [10, 12, 14], [1.0, 0.97], planned=2, **{"training.seed": 1})
+    write_run(sweep / "2", [10, 11, 11], [0.9, 0.8], planned=2, **{"si.noise.rate": 0.2})
+    write_run(sweep / "10", [10, 12, 13], [0.95, 0.85], planned=2, **{"si.noise.rate": 0.2, "training.seed": 1})
+    figure = tmp_path / "figure.png"
+    status, out, err = compare(str(sweep), "--out", str(figure))
+    assert status == 0, err
+    table = rows(out)
+    # seeds 0 and 1 at rate 0: round 1 reaches 11 and 12 -> 11.5 ± 0.5; round 2: 12 and 14 -> 13 ± 1.
+    assert table["si.noise.rate=0.0"] == ["10 11.5±0.5 13.0±1.0", "13.0±1.0", "0.970", "30s", "2", "done"]
+    assert table["si.noise.rate=0.2"] == ["10 11.5±0.5 12.0±1.0", "12.0±1.0", "0.800", "30s", "2", "done"]
+    assert figure.stat().st_size > 10_000
+
+
+def test_by_keys_and_states(tmp_path, compare):
+    write_run(tmp_path / "a", [10, 11], [1.0], planned=3)  # 1 of 3 rounds: unfinished
+    write_run(tmp_path / "b", [10, 9], [0.5], planned=3, stopped="round 1 collapsed", **{"data.task": "copy"})
+    write_run(tmp_path / "c", [10], [], planned=3, **{"data.task": "copy", "si.noise.rate": 0.5})
+    with runlock.hold(tmp_path / "c"):  # a run.py working on it
+        status, out, err = compare(str(tmp_path), "--by", "data.task")
+    assert status == 0, err
+    table = rows(out)
+    assert table["data.task=reverse"] == ["10 11", "11", "1.000", "20s", "1", "unfinished"]
+    # run c has no round 1: round 1's figure is run b's alone; the label accuracy is b's only one.
+    assert table["data.task=copy"] == ["10 9", "9.5±0.5", "0.500", "15s", "2", "running, stopped"]
+
+
+def test_reads_and_never_writes(tmp_path, compare):
+    run = write_run(tmp_path / "run", [10, 11], [1.0], planned=1)
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()}
+    assert compare(str(run))[0] == 0
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_bad_input_is_one_line(tmp_path, compare):
+    write_run(tmp_path / "run", [10], [], planned=1)
+    (tmp_path / "empty").mkdir()
+    for args, message in [
+        ([str(tmp_path / "empty")], "holds no run (no run.json at or below it)"),
+        ([str(tmp_path / "nowhere")], "is not a directory"),
+        ([str(tmp_path / "run"), "--by", "si.noise"], "--by si.noise: not a config key of"),
+    ]:
+        status, out, err = compare(*args)
+        assert status == 2 and out == ""
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1
