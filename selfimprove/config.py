@@ -177,7 +177,8 @@ def validate(cfg: Any) -> None:
     need(cfg.data.task in TASKS, f"data.task={cfg.data.task!r} is not one of {', '.join(sorted(TASKS))}")
 
     m = cfg.model
-    need(m.n_layer >= 1 and m.n_head >= 1 and m.ffn_hidden >= 1, "model sizes must be positive")
+    for key in ("n_layer", "n_head", "n_embd", "ffn_hidden", "block_size"):
+        need(getattr(m, key) >= 1, f"model.{key}={getattr(m, key)} must be at least 1")
     need(m.n_embd % m.n_head == 0, f"model.n_embd={m.n_embd} is not divisible by model.n_head={m.n_head}")
     need(
         m.pos_encoding != "rope" or (m.n_embd // m.n_head) % 2 == 0,
@@ -203,9 +204,21 @@ def validate(cfg: Any) -> None:
     need(t.batch_size >= 1, f"training.batch_size={t.batch_size} must be at least 1")
     need(t.base_steps >= 1, f"training.base_steps={t.base_steps} must be at least 1")
     need(t.round_steps >= 1, f"training.round_steps={t.round_steps} must be at least 1")
-    need(t.warmup_steps >= 0 and 0.0 <= t.decay_fraction <= 1.0, "training warmup/decay out of range")
+    need(t.seed >= 0, f"training.seed={t.seed} must be >= 0")
+    need(t.warmup_steps >= 0, f"training.warmup_steps={t.warmup_steps} must be >= 0")
+    longest_warmup = min(t.base_steps, t.round_steps) if cfg.si.rounds > 0 else t.base_steps
+    need(
+        t.warmup_steps <= longest_warmup,
+        f"training.warmup_steps={t.warmup_steps} is longer than a stage (training.base_steps={t.base_steps}, "
+        f"training.round_steps={t.round_steps}): the learning rate would never reach its peak",
+    )
+    need(0.0 <= t.decay_fraction <= 1.0, f"training.decay_fraction={t.decay_fraction} must lie in [0, 1]")
     need(math.isfinite(t.optim.lr) and t.optim.lr > 0, f"training.optim.lr={t.optim.lr} must be positive")
     need(0.0 <= t.optim.min_lr_ratio <= 1.0, "training.optim.min_lr_ratio must lie in [0, 1]")
+    for key in ("weight_decay", "grad_clip"):
+        need(getattr(t.optim, key) >= 0, f"training.optim.{key}={getattr(t.optim, key)} must be >= 0")
+    for key in ("beta1", "beta2"):
+        need(0.0 <= getattr(t.optim, key) < 1.0, f"training.optim.{key}={getattr(t.optim, key)} must lie in [0, 1)")
     need(t.log_every >= 1 and t.checkpoint_every >= 1, "training.log_every/checkpoint_every must be >= 1")
     need(t.threads >= 0, "training.threads must be >= 0")
     need(1 <= t.length_buckets <= t.batch_size, "training.length_buckets must be between 1 and training.batch_size")

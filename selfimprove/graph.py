@@ -1,13 +1,14 @@
 """The round graph of a self-improvement run, defined once: its steps in order, what each step waits for,
-the stage function each task calls, and the collapse stop.
+the stage function each task calls, and where the run stops.
 
     base (array over voters) -> eval r0 -> label r1 -> train r1 (array) -> eval r1 -> label r2 -> ...
 
 `pipeline.run` walks the steps in one process; `sweep.py` submits each step as a job (an array over the
 voters for base and train) that waits (`afterok`) for the jobs of the steps in its `after`. Both run a
-task with `run_step_task`. An evaluation may stop the run, and nothing after it runs: after round 0 when
-the base model scores below si.collapse_threshold at some base difficulty (it did not learn its base set),
-after round r >= 1 when accuracy at the round's newest difficulty fell below it.
+task with `run_step_task`. A step may stop the run, and nothing after it runs: the evaluation of round 0
+when the base model scores below si.collapse_threshold at some base difficulty (it did not learn its base
+set), of round r >= 1 when accuracy at the round's newest difficulty fell below it; the labelling of a round
+whose filters kept no label (there is nothing to train on).
 """
 
 from __future__ import annotations
@@ -60,11 +61,6 @@ def steps(voters: int, rounds: int) -> list[Step]:
     return graph
 
 
-def stop_after(graph: list[Step], round_: int) -> list[Step]:
-    """The steps up to and including round `round_`'s evaluation: what runs when that round collapses."""
-    return graph[: next(i for i, s in enumerate(graph) if s.kind == "eval" and s.round == round_) + 1]
-
-
 def stage_name(kind: str, round_: int, voter: int) -> str:
     if kind == "base":
         return stages.base_stage(voter)
@@ -78,12 +74,13 @@ def stage_name(kind: str, round_: int, voter: int) -> str:
 
 
 def run_step_task(ctx: stages.Context, kind: str, round_: int, voter: int) -> dict[str, Any]:
-    """Run one task of a step (a no-op when its marker exists) and return the stage's result; an
-    evaluation's result also holds `stopped`: the collapse message of its round, or None."""
+    """Run one task of a step (a no-op when its marker exists) and return the stage's result; a labelling's
+    and an evaluation's result also hold `stopped`: why the run stops there, or None."""
     if kind == "base":
         return stages.train_base(ctx, voter)
     if kind == "label":
-        return stages.label(ctx, round_)
+        result = stages.label(ctx, round_)
+        return {**result, "stopped": no_labels(ctx.run, round_)}
     if kind == "train":
         return stages.train_round(ctx, round_, voter)
     if kind == "eval":
@@ -116,11 +113,25 @@ def collapse(cfg: DictConfig, run: RunDir, round_: int, threshold: float) -> str
     )
 
 
-def first_collapse(cfg: DictConfig, run: RunDir, threshold: float, rounds: int) -> tuple[int, str] | None:
-    """The first of rounds 0..`rounds` that is evaluated and stops the run, with its message."""
-    for round_ in range(rounds + 1):
-        if run.is_done(stages.eval_stage(round_)):
-            stopped = collapse(cfg, run, round_, threshold)
-            if stopped:
-                return round_, stopped
+def no_labels(run: RunDir, round_: int) -> str | None:
+    """Why the run stops after round `round_`'s labelling, read from its marker, or None."""
+    labelled = run.result(stages.label_stage(round_))
+    if labelled["kept"] > 0:
+        return None
+    return (
+        f"round {round_} kept no labels: the filters (si.filters) rejected all {labelled['generated']} answers at "
+        f"{labelled['targets']}, so there is nothing to train on; stopping (every finished round is kept in {run.root})"
+    )
+
+
+def first_stop(cfg: DictConfig, run: RunDir, graph: list[Step]) -> tuple[int, str] | None:
+    """The first finished step of `graph` that stops the run: its index, and why."""
+    for i, step in enumerate(graph):
+        if step.kind in ("label", "eval") and run.is_done(step.stages()[0]):
+            if step.kind == "label":
+                reason = no_labels(run, step.round)
+            else:
+                reason = collapse(cfg, run, step.round, cfg.si.collapse_threshold)
+            if reason:
+                return i, reason
     return None

@@ -37,7 +37,7 @@ class Todo:
 
 @dataclass
 class Plan:
-    """A point's graph (cut after a collapsed round, then `stopped` says why) and what is left of it."""
+    """A point's graph (cut after a step that stopped the run, then `stopped` says why) and what is left."""
 
     point: Point
     steps: list[graph.Step]
@@ -50,15 +50,15 @@ class Plan:
 
 
 def plan(point: Point, sweep: SweepDir | None, states: dict[str, str], threads: int) -> Plan:
-    """What is left of a point's graph: steps after a collapse are dropped, stages marked done are skipped,
+    """What is left of a point's graph: steps after a stop are dropped, stages marked done are skipped,
     and a task whose latest job is still active is waited for instead of resubmitted."""
     steps = graph.steps(point.voters, point.rounds)
     run = RunDir(point.run_dir)
     stopped = None
-    collapsed = graph.first_collapse(point.cfg, run, point.cfg.si.collapse_threshold, point.rounds)
-    if collapsed:  # the in-process walk stops after that round's evaluation too
-        round_, stopped = collapsed
-        steps = graph.stop_after(steps, round_)
+    stop = graph.first_stop(point.cfg, run, steps)
+    if stop:  # the in-process walk stops after that step too
+        last, stopped = stop
+        steps = steps[: last + 1]
     container = OmegaConf.to_container(point.cfg, resolve=True)
     todo = []
     for i, step in enumerate(steps):

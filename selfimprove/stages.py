@@ -101,22 +101,28 @@ class Context:
         return Transformer(self.cfg.model, self.tokenizer.vocab_size).to(self.device)
 
     def restore(self, path: Path) -> tuple[Transformer, dict[str, Any]]:
-        """A model with the checkpoint's weights, and the checkpoint; refused in one line when the
-        checkpoint was written for another vocabulary or model shape."""
-        checkpoint = self.run.load_checkpoint(path)
-        model_config = OmegaConf.to_container(self.cfg.model)
-        for what, ours in (("vocabulary", self.tokenizer.vocabulary), ("model_config", model_config)):
-            if checkpoint.get(what) != ours:
-                raise IncompatibleCheckpointError(
-                    f"{path} was written for another {what.replace('_config', '')}: "
-                    f"{checkpoint.get(what)} (this run: {ours})"
-                )
-        model = self.new_model()
-        model.load_state_dict(checkpoint["model"])
-        return model, checkpoint
+        return restore(self.run, path, self.cfg.model, self.tokenizer, self.device)
 
     def load_model(self, voter: int) -> Transformer:
         return self.restore(self.run.checkpoint(voter))[0].eval()
+
+
+def restore(
+    run: RunDir, path: Path, model_cfg: DictConfig, tokenizer: Tokenizer, device: torch.device
+) -> tuple[Transformer, dict[str, Any]]:
+    """A model with the checkpoint's weights, and the checkpoint; refused in one line when the checkpoint
+    was written for another vocabulary or model shape."""
+    checkpoint = run.load_checkpoint(path)
+    model_config = OmegaConf.to_container(model_cfg)
+    for what, ours in (("vocabulary", tokenizer.vocabulary), ("model_config", model_config)):
+        if checkpoint.get(what) != ours:
+            theirs = checkpoint.get(what)
+            raise IncompatibleCheckpointError(
+                f"{path} was written for another {what.replace('_config', '')}: {theirs} (this run: {ours})"
+            )
+    model = Transformer(model_cfg, tokenizer.vocab_size).to(device)
+    model.load_state_dict(checkpoint["model"])
+    return model, checkpoint
 
 
 # -- what the markers say ---------------------------------------------------------------------------
@@ -155,7 +161,7 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
     started = time.perf_counter()
     path = run.checkpoint(voter)
     rng = np.random.default_rng(sampler_rng_seed)
-    start = 0
+    start, window = 0, (0.0, 0)
     seed_torch(cfg.training.seed, stage, voter)  # the base stage's seed also sets the voter's initial weights
     if round_ == 0 and not path.exists():
         model = ctx.new_model()
@@ -165,13 +171,15 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
         optimizer = make_optimizer(model, cfg.training, ctx.device)
         optimizer.load_state_dict(checkpoint["optimizer"])  # moments carry over from round to round
         if checkpoint["stage"] == stage:  # this very stage was interrupted: continue where it stopped
-            start = checkpoint["step"]
+            start, window = checkpoint["step"], tuple(checkpoint.get("loss_window", (0.0, 0)))
             rng.bit_generator.state = checkpoint["rng"]
             torch.set_rng_state(checkpoint["torch_rng"])
             if checkpoint.get("cuda_rng") is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
 
-    def save(step: int, target: Path = path) -> None:
+    ctx.metrics.forget(stage, after_step=start)  # what the interrupted attempt logged past its checkpoint
+
+    def save(step: int, window: tuple[float, int] = (0.0, 0), target: Path = path) -> None:
         run.save_checkpoint(
             target,
             {
@@ -179,6 +187,7 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
                 "optimizer": optimizer.state_dict(),
                 "stage": stage,
                 "step": step,
+                "loss_window": window,  # the loss sum and steps since the last log
                 "rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if ctx.device.type == "cuda" else None,
@@ -223,12 +232,13 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
             on_log=log,
             on_checkpoint=save,
             progress=cfg.progress,
+            window=window,
         )
     except NonFiniteLossError as e:
         raise NonFiniteLossError(f"{e}; {_last_good(run, path)}") from None
     save(total)
     if cfg.si.keep_round_checkpoints:  # round 0 too: the base models, which base_from can start from
-        save(total, run.checkpoint(voter, f"round_{round_:03d}"))
+        save(total, target=run.checkpoint(voter, f"round_{round_:03d}"))
     result = {
         "steps": total,
         "resumed_from_step": start,
@@ -280,6 +290,7 @@ def label(ctx: Context, round_: int) -> dict:
     if run.is_done(stage):
         return run.result(stage)
     started = time.perf_counter()
+    ctx.metrics.forget(stage)  # a run killed after logging and before the marker logged it once already
     seed_torch(cfg.training.seed, stage)
     targets = ctx.curriculum.next_targets(targets_until(run, round_ - 1), accuracy_after(run, round_ - 1))
     rng = np.random.default_rng([cfg.training.seed, LABEL_STREAM, round_])
@@ -329,7 +340,7 @@ def label(ctx: Context, round_: int) -> dict:
         "voter_accuracy": voter_accuracy,  # share of each voter's raw labels that were right
         "seconds": round(time.perf_counter() - started, 2),
     }
-    ctx.metrics.log("label", **result)
+    ctx.metrics.log("label", stage=stage, **result)
     run.mark_done(stage, result)
     return result
 
@@ -343,6 +354,7 @@ def evaluate(ctx: Context, round_: int) -> dict:
     if run.is_done(stage):
         return run.result(stage)
     started = time.perf_counter()
+    ctx.metrics.forget(stage)  # a run killed after logging and before the marker logged it once already
     seed_torch(cfg.training.seed, stage)
     trained = targets_until(run, round_)
     points = ctx.curriculum.eval_points(trained)
@@ -371,6 +383,6 @@ def evaluate(ctx: Context, round_: int) -> dict:
         "reach": ctx.curriculum.reach(dict(zip(points, mean, strict=True)), cfg.si.reach_threshold),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    ctx.metrics.log("eval", **result)
+    ctx.metrics.log("eval", stage=stage, **result)
     run.mark_done(stage, result)
     return result

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from selfimprove.config import TrainingConfig
+from selfimprove.config import ConfigError, TrainingConfig
 from selfimprove.data import IGNORE, MixtureSampler, StepBatch
 from selfimprove.model import Transformer
 from selfimprove.precision import autocast
@@ -23,15 +23,25 @@ class NonFiniteLossError(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` (CUDA when present) | cpu | cuda | cuda:N; on CUDA also lets fp32 matmuls use TF32."""
+    """`auto` (CUDA when present) | cpu | cuda | cuda:N | mps; on CUDA also lets fp32 matmuls use TF32.
+    Checked where the run executes (a sweep's login node may have no GPU): ConfigError when it is absent."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"training.device={name!r} is not a device: use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"training.device={name} but CUDA is not available here")
+            raise ConfigError(f"training.device={name}: no CUDA device is visible to this process")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"training.device={name}: this process sees {torch.cuda.device_count()} CUDA devices")
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"training.device={name}: no Apple MPS device is available here")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"training.device={name}: selfimprove runs on cpu, cuda or mps")
     return device
 
 
@@ -106,15 +116,18 @@ def train_steps(
     total: int,
     stage: str,
     on_log: Callable[[StepLog], None],
-    on_checkpoint: Callable[[int], None],
+    on_checkpoint: Callable[[int, tuple[float, int]], None],
     progress: bool = True,
+    window: tuple[float, int] = (0.0, 0),
 ) -> None:
     """Run steps [start, total) of a stage. Checks the loss for NaN/inf at every log, and the loss and
-    the weights before every checkpoint, so that a checkpoint on disk is always a finite one."""
+    the weights before every checkpoint, so that a checkpoint on disk is always a finite one.
+    `window` is the loss sum and step count since the last log; a checkpoint is given it, and a resume
+    passes it back, so that the loss logged after a resume is the same mean an uninterrupted stage logs."""
     model.train()
     forward = torch.compile(model) if cfg.compile else model
-    running = torch.zeros((), device=device)
-    since_check, tokens = 0, 0
+    running = torch.tensor(window[0], device=device)
+    since_check, tokens = window[1], 0
     last_log = time.perf_counter()
     bar = tqdm(total=total, initial=start, desc=stage, disable=not progress, leave=False, dynamic_ncols=True)
 
@@ -146,5 +159,5 @@ def train_steps(
             check_finite(done)
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 raise NonFiniteLossError(f"non-finite weights in {stage} after step {done}")
-            on_checkpoint(done)
+            on_checkpoint(done, (running.item(), since_check))
     bar.close()

@@ -35,8 +35,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def outcome(run_dir: Path) -> dict:
-    """What a run computed: per-round accuracies, kept labels and the final weights (not timings or the
-    logged loss, whose averaging window a resume cuts short)."""
+    """What a run computed: per-round accuracies, kept labels and the final weights (not timings, nor the
+    log: test_resume compares that too)."""
     import torch
 
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -67,6 +67,16 @@ def kill_and_resume(run_dir: Path, point: str, args: list[str]) -> None:
     assert proc.returncode == -signal.SIGKILL, f"the run was not killed at {point}: {proc.stderr[-2000:]}"
     resumed = run_cli(*args, f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def kept_run(tmp_path_factory) -> Path:
+    """The quick experiment (2 rounds) with every round's checkpoint kept, round 0 (the base) included.
+    Tests that use it share an xdist group, so that one worker runs it once."""
+    run_dir = tmp_path_factory.mktemp("kept") / "run"
+    proc = run_cli(*QUICK, "si.keep_round_checkpoints=true", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ from conftest import QUICK, outcome, read_jsonl, run_cli
 pytestmark = pytest.mark.slow
 
 
-def test_a_run_from_another_runs_base_computes_what_that_run_did(tmp_path):
+@pytest.mark.xdist_group("kept_run")
+def test_a_run_from_another_runs_base_computes_what_that_run_did(tmp_path, kept_run):
     """Run A keeps its base models (round_000.pt); run B starts from them and, with the same seeds, must
     compute A's rounds exactly — without a single base training step of its own."""
-    source, reused = tmp_path / "a", tmp_path / "b"
-    proc = run_cli(*QUICK, "si.keep_round_checkpoints=true", f"hydra.run.dir={source}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    source, reused = kept_run, tmp_path / "b"
     assert (source / "checkpoints" / "voter0" / "round_000.pt").exists()
     proc = run_cli(*QUICK, "si.keep_round_checkpoints=true", f"base_from={source}", f"hydra.run.dir={reused}")
     assert proc.returncode == 0, proc.stderr[-3000:]

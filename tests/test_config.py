@@ -94,8 +94,20 @@ def test_unknown_option_fails_at_composition():
         (["model.norm=batchnorm"], "model.norm='batchnorm' is not one of"),
         (["training.optim.lr=-1"], "must be positive"),
         (["data.task=sorting"], "data.task='sorting' is not one of"),
+        (["model.n_embd=0"], r"model.n_embd=0 must be at least 1"),  # divisible by n_head, trained zero-wide once
+        (["training.optim.grad_clip=-1"], r"grad_clip=-1.0 must be >= 0"),
+        (["training.optim.weight_decay=-0.1"], r"weight_decay=-0.1 must be >= 0"),
+        (["training.optim.beta1=-0.1"], r"beta1=-0.1 must lie in \[0, 1\)"),
+        (["training.optim.beta2=1"], r"beta2=1.0 must lie in \[0, 1\)"),
+        (["training.seed=-1"], r"training.seed=-1 must be >= 0"),
+        (["training.warmup_steps=2501"], r"warmup_steps=2501 is longer than a stage \(training.base_steps=2500"),
+        (["training.warmup_steps=401"], r"warmup_steps=401 is longer than a stage"),  # a round is 400 steps
     ],
 )
 def test_inconsistent_values_are_one_clear_error(overrides, message):
     with pytest.raises(ConfigError, match=message):
         validate(make(*overrides))
+
+
+def test_warmup_longer_than_a_round_is_fine_without_rounds():
+    validate(make("si=none", "training.warmup_steps=401"))  # only the base stage runs: 2500 steps

@@ -217,3 +217,15 @@ def test_a_base_model_that_did_not_learn_is_said_plainly_at_round_0(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert len(summary["rounds"]) == 1 and "did not learn" in summary["stopped"]
     assert not (run_dir / "done" / "label.round001.json").exists()
+
+
+def test_a_round_that_keeps_no_labels_stops_there(tmp_path):
+    """No answer of the barely trained quick model is that confident: round 1 keeps nothing, says so, and
+    does not train on nothing."""
+    run_dir = tmp_path / "run"
+    proc = run_cli(*QUICK, "si.filters.min_confidence=1.0", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "round 1 kept no labels: the filters (si.filters) rejected all 200 answers at [11]" in proc.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [r["round"] for r in summary["rounds"]] == [0] and "kept no labels" in summary["stopped"]
+    assert not list(run_dir.glob("done/train.round001.*"))

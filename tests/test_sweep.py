@@ -59,7 +59,6 @@ def test_pipeline_graph():
     assert steps[0].stages() == ["base.voter0", "base.voter1"] and steps[0].is_array
     assert steps[3].stages() == ["train.round001.voter0", "train.round001.voter1"]
     assert steps[2].stages() == ["label.round001"] and not steps[2].is_array
-    assert [s.name for s in graph.stop_after(steps, 1)] == names[:5]  # a collapse in round 1 ends after eval r1
 
 
 def test_grid_expands_like_a_hydra_multirun():

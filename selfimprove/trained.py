@@ -1,0 +1,90 @@
+"""A run's trained model, to ask questions: `selfimprove.load(run_dir, voter=0, round=None).answer(prompts)`.
+
+Read-only: the model is built from the run's run.json (its result-determining config) and one checkpoint,
+`latest.pt` (the newest weights) or `round_<r>.pt` (kept by si.keep_round_checkpoints; round 0 is the base).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from selfimprove.config import Config
+from selfimprove.generate import complete
+from selfimprove.model import Transformer
+from selfimprove.pipeline import saved_run
+from selfimprove.stages import restore, task_of
+from selfimprove.store import RunDir
+from selfimprove.tasks import Task
+from selfimprove.tokenizer import Tokenizer
+from selfimprove.train import resolve_device
+
+
+class LoadError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainedModel:
+    task: Task
+    model: Transformer
+    tokenizer: Tokenizer
+    device: torch.device
+    precision: str  # the run's training.precision, used for decoding as the run did
+    config: DictConfig  # the run's config (result-determining keys from run.json, schema defaults elsewhere)
+    checkpoint: Path
+    stage: str  # the stage that wrote these weights, e.g. train.round008.voter0
+
+    def answer(self, prompts: Sequence[str], batch_size: int = 512) -> list[str]:
+        """Greedy answers to `prompts` (the task's format, e.g. "0123=" for copy), batched, with the KV cache;
+        an answer ends at EOS, or at the model's block size when it never emits one."""
+        block = self.model.cfg.block_size
+        for prompt in prompts:
+            try:
+                tokens = len(self.tokenizer.encode(prompt))
+            except ValueError as e:
+                raise ValueError(f"prompt {prompt!r}: {e} (the task's tokens: {self.task.vocabulary})") from None
+            if tokens + 2 > block:  # BOS + prompt + at least one answer token
+                raise ValueError(f"prompt {prompt!r} has {tokens} tokens: model.block_size={block} leaves no room")
+        budget = [block] * len(prompts)  # the task's difficulty of a free prompt is unknown: up to the block
+        return complete(self.model, self.tokenizer, prompts, budget, batch_size, self.device, self.precision).labels
+
+
+def load(run_dir: str | Path, voter: int = 0, round: int | None = None, device: str = "auto") -> TrainedModel:
+    """Voter `voter`'s model of the run in `run_dir`: its newest weights, or after round `round` when the run
+    kept its round checkpoints (si.keep_round_checkpoints=true; round 0 is the base model)."""
+    run = RunDir(run_dir)
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), _nested(saved_run(run.root)["config"]))
+    voters = cfg.si.filters.voters
+    if not 0 <= voter < voters:
+        raise LoadError(f"voter={voter}: the run has voters 0 to {voters - 1}")
+    path = run.checkpoint(voter, "latest" if round is None else f"round_{round:03d}")
+    if not path.exists():
+        kept = sorted(p.stem for p in path.parent.glob("*.pt"))
+        raise LoadError(
+            f"{path} does not exist (this voter has: {', '.join(kept) or 'no checkpoint'}); round checkpoints are "
+            "kept with si.keep_round_checkpoints=true"
+        )
+    task = task_of(cfg)
+    tokenizer = Tokenizer(task.vocabulary)
+    torch_device = resolve_device(device)
+    model, checkpoint = restore(run, path, cfg.model, tokenizer, torch_device)
+    model.eval()
+    return TrainedModel(task, model, tokenizer, torch_device, cfg.training.precision, cfg, path, checkpoint["stage"])
+
+
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """{"model.n_layer": 3} -> {"model": {"n_layer": 3}}."""
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return tree

@@ -1,0 +1,40 @@
+"""selfimprove.load: a run's model, from its newest or a kept round's checkpoint, answers as the run did."""
+
+import json
+
+import pytest
+
+import selfimprove
+from selfimprove.evaluate import eval_examples
+from selfimprove.tasks import as_difficulty
+from selfimprove.trained import LoadError
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("kept_run")]
+
+
+def test_loaded_models_answer_as_the_runs_evaluations_measured(kept_run):
+    """The run evaluated each round's model on fixed held-out prompts: the loaded model, asked the same
+    prompts, is judged right exactly as often, for the newest weights and for a kept round (the base)."""
+    samples = 32  # the quick experiment's data.eval_samples
+    for round_, stage in [(None, "train.round002.voter0"), (0, "base.voter0")]:
+        model = selfimprove.load(kept_run, round=round_)
+        assert model.stage == stage and model.task.name == "copy"
+        measured = json.loads((kept_run / "done" / f"eval.round{0 if round_ == 0 else 2:03d}.json").read_text())
+        for point, accuracy in zip(measured["points"], measured["voter_accuracy"][0], strict=True):
+            examples = eval_examples(model.task, as_difficulty(point), samples, seed=0)
+            answers = model.answer([e.prompt for e in examples])
+            assert sum(model.task.check(e.prompt, a) for e, a in zip(examples, answers, strict=True)) / samples == (
+                accuracy
+            ), point
+
+
+def test_what_cannot_be_loaded_or_asked(kept_run):
+    with pytest.raises(LoadError, match=r"round_007.pt does not exist \(this voter has: latest, round_000, round_001"):
+        selfimprove.load(kept_run, round=7)
+    with pytest.raises(LoadError, match="voter=1: the run has voters 0 to 0"):
+        selfimprove.load(kept_run, voter=1)
+    model = selfimprove.load(kept_run)
+    with pytest.raises(ValueError, match=r"prompt '12a=': characters outside the vocabulary: \['a'\]"):
+        model.answer(["12a="])
+    with pytest.raises(ValueError, match=r"model\.block_size=96 leaves no room"):
+        model.answer(["1" * 95 + "="])
