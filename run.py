@@ -1,6 +1,7 @@
 """Run one self-improvement experiment: `python run.py [group=option ...] [key=value ...]`.
 
-`python run.py --help` lists the config groups; `python run.py --cfg job` prints the composed config.
+`python run.py --help` says what the project is, how to resume and where results go, and lists the config
+groups; `python run.py --cfg job` prints the composed config.
 `python run.py resume=<run dir> [key=value ...]` continues a run where it stopped.
 """
 
@@ -43,6 +44,7 @@ def main(cfg: DictConfig) -> None:
             cfg = resume_config(run_dir, overrides)
             overrides = saved_run(run_dir)["overrides"]
         validate(cfg)
+        cfg.progress = bool(cfg.progress and sys.stderr.isatty())  # no tqdm bars in a log file or a pipe
         # Hydra's .hydra/ record (output_subdir is null) is written once the run is open, so a refused start
         # changes nothing in an existing run; a resume's record goes beside the run's own.
         record = partial(RunDir(run_dir).write_config_record, cfg, command_overrides, hydra_cfg)

@@ -62,14 +62,14 @@ class TrainingConfig:
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     seed: int = 0
     batch_size: int = 128
-    length_buckets: int = 1  # a batch's rows sorted by length and cut into this many micro-batches: less padding
+    length_buckets: int = 4  # a batch's rows sorted by length and cut into this many micro-batches: less padding
     base_steps: int = 2500
     round_steps: int = 400
     schedule: str = "wsd"  # wsd (warmup-stable-decay) | cosine
     warmup_steps: int = 100
     decay_fraction: float = 0.2  # WSD: share of a stage's steps spent decaying
     optim: OptimConfig = field(default_factory=OptimConfig)
-    precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 where the device has fast bf16); also decoding
+    precision: str = "auto"  # fp32 | bf16 (autocast) | auto (bf16 where the device has fast bf16); also decoding
     compile: bool = False
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     log_every: int = 100

@@ -94,8 +94,7 @@ def plot(summary: dict[str, Any], out_dir: Any) -> None:
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     fig = _pair_grid(plt, summary) if summary["pair"] else _rounds_grid(plt, summary)
-    fig.tight_layout()
-    fig.savefig(out_dir / "accuracy.png", dpi=100)
+    fig.savefig(out_dir / "accuracy.png", dpi=100, bbox_inches="tight")  # titles and legends never clipped
     plt.close(fig)
 
     labelled = [r for r in rounds if r["label_accuracy"] is not None]
@@ -105,14 +104,26 @@ def plot(summary: dict[str, Any], out_dir: Any) -> None:
         ax.plot(xs, [r["label_accuracy"] for r in labelled], "o-", label="label accuracy (kept)")
         ax.plot(xs, [r["kept_fraction"] for r in labelled], "s--", label="kept fraction")
         ax.set(xlabel="round", ylim=(0, 1.02), title="self-labelled data per round")
-        ax.legend(loc="lower left")
-        fig.tight_layout()
-        fig.savefig(out_dir / "labels.png", dpi=100)
+        ax.xaxis.set_major_locator(_integers())
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)  # below the axes
+        fig.savefig(out_dir / "labels.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
+
+
+def _integers() -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
+def _heatmap_colours(plt: Any) -> Any:
+    # not evaluated: grey, apart from every accuracy and from the markers
+    return plt.get_cmap("viridis").with_extremes(bad="#d9d9d9")
 
 
 def _rounds_grid(plt: Any, summary: dict[str, Any]) -> Any:
     import numpy as np
+    from matplotlib.lines import Line2D
 
     rounds = summary["rounds"]
     longest = max(int(n) for r in rounds for n in r["accuracy"])
@@ -120,14 +131,24 @@ def _rounds_grid(plt: Any, summary: dict[str, Any]) -> Any:
     for j, r in enumerate(rounds):
         for n, a in r["accuracy"].items():
             grid[int(n) - 1, j] = a
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(rounds), 0.8 + 0.28 * longest))
+    fig, ax = plt.subplots(figsize=(2.2 + 0.6 * len(rounds), 1.4 + 0.28 * longest))
     extent = (-0.5, len(rounds) - 0.5, 0.5, longest + 0.5)
-    image = ax.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis", extent=extent)
+    cmap = _heatmap_colours(plt)
+    image = ax.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=1, cmap=cmap, extent=extent)
     for j, r in enumerate(rounds):
-        ax.plot([j - 0.5, j + 0.5], [r["trained_size"] + 0.5] * 2, color="white", lw=1.5)
-    ax.set(xlabel="round", ylabel="difficulty", title=f"{summary['task']}: accuracy (white: largest trained)")
-    ax.set_xticks(range(len(rounds)))
+        ax.plot([j - 0.5, j + 0.5], [r["trained_size"] + 0.5] * 2, color="white", lw=2)
+        ax.plot([j - 0.5, j + 0.5], [r["reach"] + 0.5] * 2, color="red", lw=1.5, ls="--")
+    ax.set(xlabel="round", ylabel="difficulty", title=f"{summary['task']}: accuracy per difficulty and round")
+    ax.xaxis.set_major_locator(_integers())
+    ax.yaxis.set_major_locator(_integers())
     fig.colorbar(image, ax=ax, label="accuracy")
+    markers = [
+        Line2D([], [], color="white", lw=2, label="largest trained"),
+        Line2D([], [], color="red", lw=1.5, ls="--", label=f"reach (≥ {summary['reach_threshold']} up to it)"),
+        Line2D([], [], color="#d9d9d9", lw=6, label="not evaluated"),
+    ]
+    legend = ax.legend(handles=markers, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize="small")
+    legend.get_frame().set_facecolor("#808080")  # the white marker shows
     return fig
 
 
@@ -140,11 +161,13 @@ def _pair_grid(plt: Any, summary: dict[str, Any]) -> Any:
     grid = np.full((side, side), np.nan)
     for (a, b), value in points.items():
         grid[a - 1, b - 1] = value
-    fig, ax = plt.subplots(figsize=(1.5 + 0.45 * side, 1.0 + 0.4 * side))
+    fig, ax = plt.subplots(figsize=(2.0 + 0.45 * side, 1.6 + 0.4 * side))
     extent = (0.5, side + 0.5, 0.5, side + 0.5)
-    image = ax.imshow(grid, origin="lower", vmin=0, vmax=1, cmap="viridis", extent=extent)
+    image = ax.imshow(grid, origin="lower", vmin=0, vmax=1, cmap=_heatmap_colours(plt), extent=extent)
     reach = latest["reach"]
-    ax.plot([0.5, reach + 0.5, reach + 0.5], [reach + 0.5, reach + 0.5, 0.5], color="white", lw=1.5)
+    ax.plot([0.5, reach + 0.5, reach + 0.5], [reach + 0.5, reach + 0.5, 0.5], color="red", lw=1.5, ls="--")
     ax.set(xlabel="b (digits)", ylabel="a (digits)", title=f"{summary['task']} after round {latest['round']}")
-    fig.colorbar(image, ax=ax, label="accuracy (white: reach)")
+    ax.xaxis.set_major_locator(_integers())
+    ax.yaxis.set_major_locator(_integers())
+    fig.colorbar(image, ax=ax, label="accuracy (red: reach; grey: not evaluated)")
     return fig

@@ -30,10 +30,17 @@ class IncompatibleCheckpointError(RuntimeError):
     """A checkpoint written for another vocabulary or model shape; the message names its path."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: let the group read results, as open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

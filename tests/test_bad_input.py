@@ -13,6 +13,14 @@ def last_line(proc) -> str:
     return proc.stderr.strip().splitlines()[-1]
 
 
+def test_help_says_what_it_is_how_to_resume_and_where_results_go():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for what in ["labels harder ones for itself", "resume=<run dir>", "outputs/<date>/<time>/", "summary.json"]:
+        assert what in proc.stdout, what
+    assert "data: copy, forward_addition, maze" in proc.stdout  # Hydra's list of the groups follows
+
+
 def test_unknown_group_option_names_the_valid_ones(tmp_path):
     proc = run_cli("model=huge", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode != 0

@@ -3,9 +3,19 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError
 
-from selfimprove.config import ConfigError, register_configs, validate
+from selfimprove.config import (
+    ConfigError,
+    DataConfig,
+    LoggerConfig,
+    ModelConfig,
+    SIConfig,
+    TrainingConfig,
+    register_configs,
+    validate,
+)
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 GROUPS = {
@@ -26,6 +36,19 @@ def test_defaults():
     assert cfg.model.n_layer == 3 and cfg.data.task == "copy" and cfg.si.schedule == "linear"
     assert cfg.logger.name == "none" and cfg.training.precision == "auto"
     validate(cfg)
+
+
+def test_the_schema_defaults_are_what_a_user_gets():
+    """Code and tests that build a group from its dataclass run the default experiment's values, not others."""
+    cfg = make()
+    for group, schema in [
+        ("model", ModelConfig),
+        ("data", DataConfig),
+        ("training", TrainingConfig),
+        ("si", SIConfig),
+        ("logger", LoggerConfig),
+    ]:
+        assert OmegaConf.structured(schema) == cfg[group], group
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g, options in GROUPS.items() for o in options])

@@ -107,7 +107,7 @@ def test_length_buckets_leave_the_step_unchanged():
     tok = Tokenizer(COPY.vocabulary)
     rng = np.random.default_rng(0)
     examples = [e for n in (1, 4, 9, 13) for e in COPY.sample(n, 3, rng)]
-    training = OmegaConf.to_object(OmegaConf.structured(TrainingConfig))
+    training = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainingConfig), {"precision": "fp32"}))
     cpu = torch.device("cpu")
 
     def weights(model: Transformer) -> torch.Tensor:

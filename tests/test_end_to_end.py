@@ -1,6 +1,7 @@
 """A tiny real run of base + 2 rounds through `python run.py`, and the files and numbers it writes."""
 
 import json
+import os
 
 import pytest
 from conftest import QUICK, read_jsonl, run_cli
@@ -70,6 +71,13 @@ def test_quick_run_writes_a_consistent_run_dir(tmp_path):
     events = read_jsonl(run_dir / "metrics.jsonl")
     assert {e["event"] for e in events} == {"train", "label", "eval"}
     assert sum(e["event"] == "eval" for e in events) == 3
+
+    # Results as readable as the umask lets files be (022 here: by the group too), though atomic writes go
+    # through mkstemp, which makes 0600.
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {str(p.relative_to(run_dir)): p.stat().st_mode & 0o777 for p in run_dir.rglob("*") if p.is_file()}
+    assert modes and all(mode == 0o666 & ~umask for mode in modes.values()), modes
 
 
 def test_training_learns_short_copies(tmp_path):
