@@ -1,12 +1,13 @@
 """Compare runs: one table and one figure over run directories, sweep.py directories and Hydra multiruns.
 
     python -m selfimprove.compare outputs/sweeps/2026-11-29/10-00-00 [more dirs...] [--by si.noise.rate]
-        [--out compare.png]
+        [--out compare.png] [--x si.noise.rate]
 
 Runs are grouped by their result-determining config (run.json) minus the seed, or by the `--by` keys;
 per group: reach per round as mean ± std over seeds, the final reach, label accuracy, compute time and
-the number of seeds. Read-only: it reads run.json, summary.json and .hydra/config.yaml and writes
-nothing into the runs.
+the number of seeds. The figure: reach and label accuracy against round, a line per group; with
+`--x KEY`, the final reach against that config value instead, a line per group of the rest.
+Read-only: it reads run.json, summary.json and .hydra/config.yaml and writes nothing into the runs.
 """
 
 from __future__ import annotations
@@ -119,14 +120,18 @@ def _planned_rounds(path: Path) -> int | None:
     return int(rounds) if rounds is not None else None
 
 
-def group_runs(runs: list[Run], by: Sequence[str] = ()) -> list[Group]:
-    """By the `by` config keys, or else by the whole config minus NOT_GROUPED; a group's label names only
-    the keys whose values differ between groups."""
-    for key in by:
+def check_keys(runs: list[Run], option: str, keys: Sequence[str]) -> None:
+    for key in keys:
         if missing := [str(r.path) for r in runs if key not in r.config]:
             known = ", ".join(sorted(runs[0].config)[:8])
-            raise CompareError(f"--by {key}: not a config key of {missing[0]} (keys look like: {known}, ...)")
-    keys = list(by) or sorted({k for r in runs for k in r.config} - set(NOT_GROUPED))
+            raise CompareError(f"{option} {key}: not a config key of {missing[0]} (keys look like: {known}, ...)")
+
+
+def group_runs(runs: list[Run], by: Sequence[str] = (), leave_out: Sequence[str] = ()) -> list[Group]:
+    """By the `by` config keys, or else by the whole config minus NOT_GROUPED and `leave_out`; a group's
+    label names only the keys whose values differ between groups."""
+    check_keys(runs, "--by", by)
+    keys = list(by) or sorted({k for r in runs for k in r.config} - set(NOT_GROUPED) - set(leave_out))
     groups: dict[tuple[Any, ...], list[Run]] = {}
     for run in runs:
         groups.setdefault(tuple(repr(run.config.get(k)) for k in keys), []).append(run)
@@ -200,6 +205,41 @@ def plot(groups: list[Group], out: Path) -> None:
     plt.close(fig)
 
 
+def plot_against(lines: list[Group], key: str, out: Path) -> None:
+    """The final reach (mean, bars: ± std over a point's runs) and label accuracy against the config value
+    `key`, a line per group: e.g. reach against si.noise.rate, one line per si.noise.kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (reach_ax, label_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for g in lines:
+        values = sorted({run.config[key] for run in g.runs})
+        at = [[run for run in g.runs if run.config[key] == v and run.reaches] for v in values]
+        reach = [[float(run.reaches[-1]) for run in runs] for runs in at]
+        labels = [[a for run in runs for a in run.label_accuracies if a is not None] for runs in at]
+        reach_ax.errorbar(
+            values,
+            [statistics.fmean(r) for r in reach],
+            [statistics.pstdev(r) for r in reach],
+            fmt="o-",
+            capsize=3,
+            label=f"{g.label} (n={len(g.runs)})",
+        )
+        label_ax.plot(values, [statistics.fmean(a) if a else float("nan") for a in labels], "o-")
+    reach_ax.set(xlabel=key, ylabel="final reach", title=f"reach against {key}")
+    label_ax.set(xlabel=key, ylabel="label accuracy (mean over rounds)", title="accuracy of the kept self-labels")
+    reach_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = reach_ax.get_legend_handles_labels()
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.0, 0.0), fontsize="small", frameon=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (python -m selfimprove.compare --help)", file=sys.stderr)
@@ -213,16 +253,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", help="run directories, sweep.py directories or Hydra multirun dirs")
     parser.add_argument("--by", nargs="+", default=[], metavar="KEY", help="group by these config keys")
     parser.add_argument("--out", type=Path, help="write the figure here (png, pdf, svg)")
+    parser.add_argument(
+        "--x", metavar="KEY", help="the figure plots the final reach against this config key, a line per group"
+    )
     args = parser.parse_args(argv)
     try:
         runs = [load_run(path) for path in find_runs(args.dirs)]
         groups = group_runs(runs, args.by)
+        if args.x:
+            check_keys(runs, "--x", [args.x])
+            lines = group_runs(runs, [k for k in args.by if k != args.x], leave_out=[args.x])
     except CompareError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(compare_table(groups))
     if args.out:
-        plot(groups, args.out)
+        plot_against(lines, args.x, args.out) if args.x else plot(groups, args.out)
         print(f"figure: {args.out}")
     return 0
 

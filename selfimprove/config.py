@@ -117,7 +117,7 @@ class SIConfig:
 @dataclass
 class LoggerConfig:
     name: str = "none"  # none | wandb
-    mode: str = "offline"  # wandb: online | offline | disabled
+    mode: str | None = None  # wandb: online | offline | disabled; null: $WANDB_MODE, else offline
     project: str = "selfimprove"
     entity: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -173,6 +173,8 @@ def validate(cfg: Any) -> None:
 
     for key, allowed in CHOICES.items():
         value = _get(cfg, key)
+        if key == "logger.mode" and value is None:
+            continue  # the environment's WANDB_MODE decides
         need(value in allowed, f"{key}={value!r} is not one of {', '.join(allowed)}")
     need(cfg.data.task in TASKS, f"data.task={cfg.data.task!r} is not one of {', '.join(sorted(TASKS))}")
 

@@ -49,7 +49,7 @@ class StageJob(submitit.helpers.Checkpointable):
         if RunDir(self.run_dir).is_done(self.stage):
             return {"stage": self.stage, "done": True}
         with runlock.hold(self.run_dir, exclusive=False):  # shared: the voters of a step run side by side
-            ctx = pipeline.open_run(cfg, self.run_dir, self.overrides)
+            ctx = pipeline.open_run(cfg, self.run_dir, self.overrides, part=self.stage)
             try:
                 steps = graph.steps(ctx.voters, cfg.si.rounds)
                 here = next(i for i, s in enumerate(steps) if (s.kind, s.round) == (self.kind, self.round))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -11,28 +10,17 @@ from typing import Any
 
 from selfimprove.config import LoggerConfig
 from selfimprove.store import atomic_write_bytes
+from selfimprove.wandb_sink import WandbSink
 
 
 class MetricsLogger:
-    """Appends one JSON object per event to metrics.jsonl; mirrors numbers to wandb if enabled."""
+    """Appends one JSON object per event to metrics.jsonl; mirrors them to wandb when logger=wandb."""
 
-    def __init__(self, path: Path, cfg: LoggerConfig, config: dict[str, Any], run_name: str) -> None:
+    def __init__(
+        self, path: Path, cfg: LoggerConfig, config: dict[str, Any], run_name: str, part: str | None = None
+    ) -> None:
         self.path = path
-        self.wandb = None
-        if cfg.name == "wandb":
-            import wandb
-
-            self.wandb = wandb.init(
-                project=cfg.project,
-                entity=cfg.entity,
-                mode=cfg.mode,
-                dir=str(path.parent),
-                name=run_name,
-                id=hashlib.sha1(str(path.parent.resolve()).encode()).hexdigest()[:16],  # one id per run dir
-                resume="allow",  # a resumed run keeps logging into the same wandb run
-                config=config,  # a plain container: wandb cannot serialise DictConfig nodes
-                tags=list(cfg.tags),
-            )
+        self.wandb = WandbSink(cfg, path.parent, config, run_name, part) if cfg.name == "wandb" else None
 
     def log(self, event: str, **fields: Any) -> None:
         record = {"event": event, "time": round(time.time(), 3), **fields}
@@ -40,9 +28,12 @@ class MetricsLogger:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         if self.wandb is not None:
-            numbers = {f"{event}/{k}": v for k, v in fields.items() if isinstance(v, int | float)}
-            if numbers:
-                self.wandb.log(numbers)
+            self.wandb.log(event, fields)
+
+    def publish(self, summary: dict[str, Any], step: int, plots: Path) -> None:
+        """A round's summary is out (summary.json and plots/ written)."""
+        if self.wandb is not None:
+            self.wandb.publish(summary, step, plots)
 
     def forget(self, stage: str, after_step: int | None = None) -> None:
         """Drop what an interrupted attempt at `stage` logged (past `after_step`, the step its checkpoint
@@ -57,7 +48,7 @@ class MetricsLogger:
 
     def close(self) -> None:
         if self.wandb is not None:
-            self.wandb.finish()
+            self.wandb.close()
 
 
 def _stale(line: str, stage: str, after_step: int | None) -> bool:

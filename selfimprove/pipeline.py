@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from selfimprove import base_from, graph, report, runlock, stages
+from selfimprove import base_from, graph, report, runlock, stages, wandb_sink
 from selfimprove.store import RunDir, atomic_write_json, read_json
 from selfimprove.train import resolve_device
 
@@ -82,10 +82,14 @@ def check_base_from(cfg: DictConfig, run_dir: Path) -> None:
         base_from.check(cfg.base_from, result_config(cfg), stages.task_of(cfg).vocabulary, base_stages)
 
 
-def open_run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()) -> stages.Context:
-    """The stage context for `run_dir`: records run.json in a new run, refuses a result-changing resume."""
+def open_run(
+    cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = (), part: str | None = None
+) -> stages.Context:
+    """The stage context for `run_dir`: records run.json in a new run, refuses a result-changing resume.
+    `part`: the stage a sweep job runs (None: the whole run, in this process)."""
     run_dir = Path(run_dir)
     resolve_device(cfg.training.device)  # here, where it runs, and before run.json: an absent GPU is one line
+    wandb_sink.check(cfg.logger)  # logger.mode=online without credentials or network: one line, before any work
     check_base_from(cfg, run_dir)
     if (run_dir / "run.json").exists():
         check_resumable(saved_run(run_dir), cfg)
@@ -96,7 +100,7 @@ def open_run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()
             "vocabulary": stages.task_of(cfg).vocabulary,  # the tokenizer's tokens after <pad> <bos> <eos>
         }
         atomic_write_json(run_dir / "run.json", record)
-    return stages.Context.create(cfg, run_dir)
+    return stages.Context.create(cfg, run_dir, part)
 
 
 def run(
@@ -136,5 +140,7 @@ def publish(ctx: stages.Context, stopped: str | None = None) -> dict[str, Any]:
     summary = report.summarize(ctx, stopped)
     atomic_write_json(ctx.run.summary, summary)
     report.plot(summary, ctx.run.plots)
+    if summary["rounds"]:
+        ctx.metrics.publish(summary, stages.global_step(ctx.cfg, summary["rounds"][-1]["round"]), ctx.run.plots)
     print("\n" + report.round_table(summary), flush=True)
     return summary

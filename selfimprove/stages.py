@@ -81,7 +81,8 @@ class Context:
     metrics: MetricsLogger
 
     @classmethod
-    def create(cls, cfg: DictConfig, root: str | Path) -> Context:
+    def create(cls, cfg: DictConfig, root: str | Path, part: str | None = None) -> Context:
+        """`part`: the stage a sweep job runs (its own wandb run); None for a whole run in one process."""
         run = RunDir(root)
         # Under SLURM, torch would start a thread per core of the node, not per core of the job.
         threads = cfg.training.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0))
@@ -89,7 +90,8 @@ class Context:
             torch.set_num_threads(threads)
         device = resolve_device(cfg.training.device)
         config = OmegaConf.to_container(cfg, resolve=True)
-        metrics = MetricsLogger(run.metrics, cfg.logger, config, run_name=f"{run.root.parent.name}/{run.root.name}")
+        name = f"{run.root.parent.name}/{run.root.name}"
+        metrics = MetricsLogger(run.metrics, cfg.logger, config, name, part)
         task = task_of(cfg)
         return cls(cfg, run, task, Curriculum.from_config(cfg, task), Tokenizer(task.vocabulary), device, metrics)
 
@@ -153,6 +155,15 @@ def newest_accuracy(cfg: DictConfig, run: RunDir, round_: int) -> tuple[str, flo
     return ", ".join(map(difficulty_name, newest)), min(accuracy[d] for d in newest)
 
 
+def global_step(cfg: DictConfig, round_: int, step: int | None = None) -> int:
+    """Training steps since the first base step: after round `round_`'s training (0: the base), or `step`
+    steps into it (the x axis of every wandb chart)."""
+    t = cfg.training
+    if step is None:
+        return t.base_steps + round_ * t.round_steps
+    return step if round_ == 0 else t.base_steps + (round_ - 1) * t.round_steps + step
+
+
 # -- training ---------------------------------------------------------------------------------------
 def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sampler_rng_seed: list[int]) -> dict:
     cfg, run = ctx.cfg, ctx.run
@@ -206,6 +217,7 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
             voter=voter,
             round=round_,
             step=entry.step,
+            global_step=global_step(cfg, round_, entry.step),
             loss=entry.loss,
             lr=entry.lr,
             tokens_per_s=round(entry.tokens_per_s),
@@ -340,7 +352,7 @@ def label(ctx: Context, round_: int) -> dict:
         "voter_accuracy": voter_accuracy,  # share of each voter's raw labels that were right
         "seconds": round(time.perf_counter() - started, 2),
     }
-    ctx.metrics.log("label", stage=stage, **result)
+    ctx.metrics.log("label", stage=stage, global_step=global_step(cfg, round_ - 1), **result)
     run.mark_done(stage, result)
     return result
 
@@ -383,6 +395,6 @@ def evaluate(ctx: Context, round_: int) -> dict:
         "reach": ctx.curriculum.reach(dict(zip(points, mean, strict=True)), cfg.si.reach_threshold),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    ctx.metrics.log("eval", stage=stage, **result)
+    ctx.metrics.log("eval", stage=stage, global_step=global_step(cfg, round_), **result)
     run.mark_done(stage, result)
     return result

@@ -92,3 +92,12 @@ def test_bad_input_is_one_line(tmp_path, compare):
         status, out, err = compare(*args)
         assert status == 2 and out == ""
         assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_reach_against_a_swept_value(tmp_path, compare):
+    for num, (rate, kind, reach) in enumerate([(0.0, "uniform", 15), (0.5, "uniform", 12), (0.5, "perturb", 13)]):
+        write_run(tmp_path / str(num), [11, reach], [1 - rate], planned=1, **{"si.noise.rate": rate, "kind": kind})
+    figure = tmp_path / "against.png"
+    status, _, err = compare(str(tmp_path), "--x", "si.noise.rate", "--out", str(figure))
+    assert status == 0 and figure.stat().st_size > 10_000, err
+    assert compare(str(tmp_path), "--x", "si.noise")[:2] == (2, "")  # not a key: one line, nothing plotted

@@ -100,19 +100,76 @@ def test_training_learns_short_copies(tmp_path):
     assert summary["reach"] >= 3
 
 
-def test_wandb_logger_runs_offline(tmp_path):
+def wandb_records(run_dir):
+    """The records of the run's offline wandb file(s), decoded: wandb's own protobuf messages in its
+    LevelDB-style log (7-byte header, then 32 KiB blocks of checksum, length, type, payload)."""
+    from wandb.proto import wandb_internal_pb2
+
+    records = []
+    for path in sorted(run_dir.glob("wandb/offline-run-*/*.wandb")):
+        data, pos, chunk = path.read_bytes(), 7, b""
+        assert data[:4] == b":W&B"
+        while pos + 7 <= len(data):
+            if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+                pos += 32768 - pos % 32768
+                continue
+            length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+            payload, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+            chunk = payload if kind in (1, 2) else chunk + payload  # full | first, then middle | last
+            if kind in (1, 4):
+                record = wandb_internal_pb2.Record()
+                record.ParseFromString(chunk)
+                records.append(record)
+    return records
+
+
+def test_wandb_offline_run_holds_what_a_wandb_user_expects(tmp_path):
+    """A real offline wandb run, read back: the composed config, every chart against the global training
+    step, each round's accuracy table and heatmap, the final reach in the summary, plots uploaded."""
     run_dir = tmp_path / "run"
     proc = run_cli(
-        *QUICK,
-        "si.rounds=1",
-        "logger=wandb",
-        "logger.mode=offline",
-        f"hydra.run.dir={run_dir}",
-        env={"WANDB_SILENT": "true"},
-    )
+        *QUICK, "si.rounds=1", "logger=wandb", f"hydra.run.dir={run_dir}", env={"WANDB_MODE": "offline"}
+    )  # logger.mode is not given: the environment's WANDB_MODE decides
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = list((run_dir / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+    records = wandb_records(run_dir)
+    kinds = [r.WhichOneof("record_type") for r in records]
+    config = {u.key: json.loads(u.value_json) for r in records if r.HasField("run") for u in r.run.config.update}
+    assert config["model"]["n_layer"] == 2 and config["training"]["base_steps"] == 60  # the quick preset
+    metrics = {(r.metric.name or r.metric.glob_name, r.metric.step_metric) for r in records if r.HasField("metric")}
+    assert ("*", "global_step") in metrics
+    history = [
+        {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+        for r in records
+        if r.HasField("history")
+    ]
+    train = [(h["global_step"], h["train/voter0/loss"]) for h in history if "train/voter0/loss" in h]
+    assert [step for step, _ in train] == [20, 40, 60, 80]  # base 20..60, then round 1's 20 steps at 80
+    losses = [e["loss"] for e in read_jsonl(run_dir / "metrics.jsonl") if e["event"] == "train"]
+    assert [loss for _, loss in train] == losses
+    rounds = [h for h in history if "round/reach" in h]
+    assert [(h["global_step"], h["round/round"]) for h in rounds] == [(60, 0), (80, 1)]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for h, measured in zip(rounds, summary["rounds"], strict=True):  # a table row per evaluated difficulty
+        assert h["round/accuracy/_type"] == "table-file" and h["round/accuracy/nrows"] == len(measured["accuracy"])
+        assert h["round/heatmap/_type"] == "image-file" and h["round/reach"] == measured["reach"]
+    final = [u for r in records if r.HasField("summary") for u in r.summary.update if u.key == "reach"]
+    assert json.loads(final[-1].value_json) == summary["reach"]
+    uploaded = {f.path for r in records if r.HasField("files") for f in r.files.files}
+    assert {"plots/accuracy.png", "plots/labels.png"} <= uploaded
+    assert kinds.count("run") == 1  # one wandb run for the one process
+
+
+def test_wandb_online_without_credentials_or_network_is_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    no_key = {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"), "NETRC": str(tmp_path / "netrc"), "WANDB_SILENT": "true"}
+    proc = run_cli(*QUICK, "logger=wandb", "logger.mode=online", f"hydra.run.dir={run_dir}", env=no_key)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: logger.mode=online: no wandb API key")
+    # A key, and a server that cannot be reached (this port is closed): refused at once, not after wandb's 90 s.
+    unreachable = {**no_key, "WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}
+    proc = run_cli(*QUICK, "logger=wandb", "logger.mode=online", f"hydra.run.dir={run_dir}", env=unreachable)
+    assert proc.returncode == 2 and "error: logger.mode=online: cannot reach http://127.0.0.1:9" in proc.stderr
+    assert not run_dir.exists()
 
 
 # The rules of every task's format, written again from the README, independently of selfimprove.tasks.
