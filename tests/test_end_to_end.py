@@ -80,13 +80,17 @@ def test_quick_run_writes_a_consistent_run_dir(tmp_path):
     assert modes and all(mode == 0o666 & ~umask for mode in modes.values()), modes
 
 
-def test_training_learns_short_copies(tmp_path):
-    """Not a smoke test: base training alone must actually learn a short range."""
+def test_training_learns_short_copies_and_a_round_without_labels_stops(tmp_path):
+    """Not a smoke test: base training alone must actually learn a short range. Then no answer at length 5
+    is certain to the last float (min_confidence=1.0): round 1 keeps no label, says so, and the run stops
+    there instead of training on nothing."""
     run_dir = tmp_path / "run"
     proc = run_cli(
         "experiment=quick",
         "progress=false",
-        "si.rounds=0",
+        "si.rounds=1",
+        "si.collapse_threshold=0.5",
+        "si.filters.min_confidence=1.0",
         "data.base_max=4",
         "training.base_steps=800",
         "training.batch_size=64",
@@ -98,6 +102,9 @@ def test_training_learns_short_copies(tmp_path):
     accuracy = summary["rounds"][0]["accuracy"]
     assert all(accuracy[str(n)] >= 0.9 for n in range(1, 5)), accuracy
     assert summary["reach"] >= 3
+    assert "round 1 kept no labels: the filters (si.filters) rejected all 200 answers at [5]" in proc.stdout
+    assert [r["round"] for r in summary["rounds"]] == [0] and "kept no labels" in summary["stopped"]
+    assert not list(run_dir.glob("done/train.round001.*"))
 
 
 def wandb_records(run_dir):
@@ -282,15 +289,3 @@ def test_a_base_model_that_did_not_learn_is_said_plainly_at_round_0(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert len(summary["rounds"]) == 1 and "did not learn" in summary["stopped"]
     assert not (run_dir / "done" / "label.round001.json").exists()
-
-
-def test_a_round_that_keeps_no_labels_stops_there(tmp_path):
-    """No answer of the barely trained quick model is that confident: round 1 keeps nothing, says so, and
-    does not train on nothing."""
-    run_dir = tmp_path / "run"
-    proc = run_cli(*QUICK, "si.filters.min_confidence=1.0", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "round 1 kept no labels: the filters (si.filters) rejected all 200 answers at [11]" in proc.stdout
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert [r["round"] for r in summary["rounds"]] == [0] and "kept no labels" in summary["stopped"]
-    assert not list(run_dir.glob("done/train.round001.*"))

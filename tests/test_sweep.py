@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import QUICK, REPO, run_cli
 
-from selfimprove import graph, grid
+from selfimprove import compare, graph, grid
 
 # Tiny pipelines: 2 voters, one torch thread per job (the 2-core CI machine runs several jobs at once).
 TINY = ["experiment=quick", "si.filters.voters=2", "training.threads=1"]
@@ -262,3 +262,8 @@ def test_multirun(tmp_path, launcher):
         summary = json.loads((sweep_dir / str(num) / "summary.json").read_text())
         assert summary["task"] == task and [r["round"] for r in summary["rounds"]] == [0]
     assert (sweep_dir / ".submitit").is_dir() == (launcher == "local")
+    groups = compare.group_runs([compare.load_run(p) for p in compare.find_runs([sweep_dir])])
+    assert {g.label: [run.state for run in g.runs] for g in groups} == {
+        "data.task=copy": ["done"],
+        "data.task=reverse": ["done"],
+    }
