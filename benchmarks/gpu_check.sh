@@ -6,6 +6,7 @@
 #
 #   bash benchmarks/gpu_check.sh             # on a CUDA machine (a few minutes)
 #   bash benchmarks/gpu_check.sh --cpu-tiny  # the same steps at tiny sizes on the CPU (tests/test_benchmarks.py)
+#   TASKS="copy maze" bash benchmarks/gpu_check.sh ...   # only these tasks' presets
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$(mktemp -d)}
@@ -29,7 +30,7 @@ else
   FEW_STEPS=(training.base_steps=50 training.round_steps=20 training.warmup_steps=10 si.samples_per_round=2048
     data.eval_samples=64)
 fi
-for task in copy reverse reverse_addition forward_addition multiplication maze; do
+for task in ${TASKS:-copy reverse reverse_addition forward_addition multiplication maze}; do
   "$PYTHON" run.py experiment=paper_$task si.rounds=1 si.collapse_threshold=0 "${FEW_STEPS[@]}" progress=false \
     hydra.run.dir="$OUT/paper_$task" > "$OUT/paper_$task.log"
 done

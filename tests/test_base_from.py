@@ -1,9 +1,15 @@
 """`base_from=<run dir>`: a run that starts from another run's base models instead of training its own."""
 
 import json
+import re
 
 import pytest
-from conftest import QUICK, outcome, read_jsonl, run_cli
+from conftest import QUICK, REPO, outcome, read_jsonl, run_cli
+from hydra import compose, initialize_config_dir
+
+from selfimprove.base_from import BaseFromError
+from selfimprove.config import register_configs
+from selfimprove.pipeline import check_base_from
 
 pytestmark = pytest.mark.slow
 
@@ -29,19 +35,26 @@ def test_base_from_refuses_what_cannot_serve_as_a_base(tmp_path):
     rounds_done, base_only = tmp_path / "rounds", tmp_path / "base"
     assert run_cli(*QUICK, "si.rounds=1", f"hydra.run.dir={rounds_done}").returncode == 0
     assert run_cli(*QUICK, "si.rounds=0", f"hydra.run.dir={base_only}").returncode == 0  # the quick preset sets rounds
+    # As a user meets it: one line, exit status 2, nothing written.
+    target = tmp_path / "refused"
+    proc = run_cli(*QUICK, f"base_from={rounds_done}", f"hydra.run.dir={target}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert "holds no base model for voter 0" in proc.stderr  # round 1 trained latest.pt further
+    assert not target.exists()
+    # The other refusals, from the same check run.py and sweep.py call, in this process.
+    register_configs()
     refusals = [
-        ([f"base_from={rounds_done}"], "holds no base model for voter 0"),  # round 1 trained latest.pt further
         ([f"base_from={base_only}", "si.filters.voters=2"], "holds no base model for voter 1"),
         ([f"base_from={base_only}", "model.n_embd=32"], "trained another base: model.n_embd: 64 there, 32 here"),
         ([f"base_from={base_only}", "data=reverse"], "trained another base: data.task: 'copy' there, 'reverse' here"),
         ([f"base_from={tmp_path / 'nothing'}"], "is not a selfimprove run directory"),
     ]
-    for args, message in refusals:
-        target = tmp_path / "refused"
-        proc = run_cli(*QUICK, *args, f"hydra.run.dir={target}")
-        assert proc.returncode == 2, args
-        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr, proc.stderr
-        assert not (target / "checkpoints").exists() and not (target / "done").exists()
+    for overrides, message in refusals:
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[*QUICK, *overrides])
+        with pytest.raises(BaseFromError, match=re.escape(message)):
+            check_base_from(cfg, target)
     sweep = run_cli(*QUICK, f"base_from={rounds_done}", "--dry-run", script="sweep.py")
     assert sweep.returncode == 2 and "point 0: base_from=" in sweep.stderr, sweep.stderr  # refused before submitting
     ok = run_cli(*QUICK, "si.rounds=0", f"base_from={base_only}", f"hydra.run.dir={tmp_path / 'ok'}")

@@ -120,19 +120,29 @@ def test_round_benchmark_reuses_a_base(tmp_path):
 
 @pytest.mark.slow
 def test_gpu_check_script_runs_on_cpu_tiny(tmp_path):
+    """Every step of the script, with two tasks' presets (an int and a pair difficulty): each preset's own
+    config composes and validates in test_config, and every task runs end to end in test_end_to_end."""
+    tasks = ["copy", "multiplication"]
     proc = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh", "--cpu-tiny"],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"},
+        env={
+            **os.environ,
+            "OUT": str(tmp_path),
+            "PYTHON": sys.executable,
+            "OMP_NUM_THREADS": "1",
+            "TASKS": "copy multiplication",
+        },
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "reach" in proc.stdout.splitlines()[-1]
     assert json.loads((tmp_path / "training.json").read_text())["results"]
     assert (tmp_path / "run" / "summary.json").exists()
-    for task in ("copy", "reverse", "reverse_addition", "forward_addition", "multiplication", "maze"):
+    assert sorted(p.name for p in tmp_path.glob("paper_*") if p.is_dir()) == [f"paper_{t}" for t in tasks]
+    for task in tasks:
         summary = json.loads((tmp_path / f"paper_{task}" / "summary.json").read_text())
         assert summary["task"] == task and [r["round"] for r in summary["rounds"]] == [0, 1]
         assert f"paper_{task}:" in proc.stdout
