@@ -12,7 +12,8 @@ from conftest import QUICK, REPO, kill_and_resume, outcome, read_jsonl, run_cli,
 
 from selfimprove import runlock
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("resume")]  # one worker: one reference run
+pytestmark = pytest.mark.slow
+SHARES_REFERENCE = pytest.mark.xdist_group("resume")  # the tests that compare with it: one worker, one reference run
 
 # Checkpoints every 10 steps, so that kills land inside training stages too.
 ARGS = [*QUICK, "training.checkpoint_every=10"]
@@ -32,6 +33,7 @@ def logged(run_dir) -> list[dict]:
     ]
 
 
+@SHARES_REFERENCE
 @pytest.mark.parametrize(
     "point",
     [
@@ -51,6 +53,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, reference, point
     assert {**outcome(run_dir), "logged": logged(run_dir)} == reference
 
 
+@SHARES_REFERENCE
 def test_external_kill_during_training_then_resume(tmp_path, reference):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
