@@ -166,11 +166,13 @@ def reference_run(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cluster", ["debug", "local"])
-def test_pipeline_fails_shows_in_status_and_resumes(tmp_path, reference_run, cluster):
+def test_pipeline_fails_shows_in_status_and_resumes(tmp_path, reference_run):
+    """On the in-process debug cluster: a failed job real processes would run is test_slurm's
+    test_failed_job_shows_in_status_then_a_relaunch_finishes; the local executor's processes run in
+    test_seeding and the preemption test below."""
     sweep_dir = tmp_path / "sweep"
     run_dir = sweep_dir / "0"
-    proc = sweep_cli(*TINY, "si.rounds=0", "--cluster", cluster, "--dir", str(sweep_dir))
+    proc = sweep_cli(*TINY, "si.rounds=0", "--cluster", "debug", "--dir", str(sweep_dir))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "reached: finished" in proc.stdout
     record = json.loads((sweep_dir / "sweep.json").read_text())
