@@ -186,6 +186,7 @@ def validate(cfg: Any) -> None:
     """Raise ConfigError on the first inconsistent value, before any work starts."""
     from selfimprove.schedule import Curriculum
     from selfimprove.tasks import TASKS, get_task
+    from selfimprove.tokenizer import Tokenizer
 
     def need(ok: bool, message: str) -> None:
         if not ok:
@@ -280,3 +281,9 @@ def validate(cfg: Any) -> None:
         f"(base {d.base_max} + {s.rounds} rounds of {s.schedule} + {d.eval_lookahead} eval lookahead) "
         f"needs {tokens} tokens",
     )
+    if m.kind == "hf":  # last: it reads the pretrained model's config and tokenizer
+        try:
+            from selfimprove import hf_model
+        except ImportError as e:
+            raise ConfigError(f"model.kind=hf needs transformers and peft ({e}): pip install -e '.[hf]'") from None
+        hf_model.check(m, Tokenizer(task.vocabulary))

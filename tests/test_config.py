@@ -52,8 +52,10 @@ def test_the_schema_defaults_are_what_a_user_gets():
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g, options in GROUPS.items() for o in options])
-def test_every_group_option_composes_and_validates(group, option):
+def test_every_group_option_composes_and_validates(group, option, request):
     cfg = make(f"{group}={option}")
+    if cfg.model.kind == "hf":  # a pretrained model: validated against the tiny Llama's config and tokenizer
+        cfg.model.path = str(request.getfixturevalue("tiny_llama"))
     validate(cfg)
 
 
