@@ -84,6 +84,21 @@ def test_paper_experiments():
     assert (maze.data.base_max, maze.si.rounds) == (9, 21)  # hops 10 ... 30
 
 
+def test_pretrained_presets_are_the_papers():
+    small = make("experiment=paper_pretrained_1b")
+    assert (small.model.kind, small.model.path) == ("hf", "meta-llama/Llama-3.2-1B")
+    assert (small.model.lora.r, small.model.lora.alpha) == (64, 128)
+    assert list(small.model.lora.target_modules) == [f"{m}_proj" for m in ("q", "k", "v", "o", "gate", "up", "down")]
+    assert (small.data.task, small.data.base_min, small.data.base_max) == ("reverse_addition", 1, 16)
+    assert (small.si.schedule, small.si.samples_per_round) == ("accelerated", 10000)
+    assert (small.training.optim.lr, small.training.base_steps, small.training.round_steps) == (1e-4, 1200, 600)
+    assert (small.training.precision, small.training.batch_size) == ("bf16", 128)
+    large = make("experiment=paper_pretrained_3b")
+    assert (large.model.path, large.model.lora.r, large.model.lora.alpha) == ("meta-llama/Llama-3.2-3B", 32, 128)
+    assert (large.training.batch_size, large.training.length_buckets) == (64, 4)  # 16 rows x 4, as the paper
+    assert (large.si.samples_per_round, large.training.optim.lr, large.training.round_steps) == (10000, 1e-4, 600)
+
+
 def test_unknown_key_fails_at_composition():
     with pytest.raises((ConfigCompositionException, ConfigKeyError)):
         make("model.n_layers=4")
