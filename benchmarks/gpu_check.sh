@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # One short GPU check: the small model at batch 1024 — training tokens/s and MFU, labelling throughput —
-# a short paper_copy run (base + 2 rounds), and every task's experiment=paper_<task> preset for a few steps
-# (base + 1 round, so a GPU run of the paper's settings is one command away). Figures go to stdout and to
-# $OUT (a temporary dir if unset).
+# a short paper_copy run (base + 2 rounds), every task's experiment=paper_<task> preset for a few steps
+# (base + 1 round, so a GPU run of the paper's settings is one command away), and the same for the pretrained
+# presets (model=hf: LoRA on a Hugging Face Llama) on the models named by HF_MODEL_1B / HF_MODEL_3B, or else
+# on a tiny random Llama built here. Figures go to stdout and to $OUT (a temporary dir if unset).
 #
 #   bash benchmarks/gpu_check.sh             # on a CUDA machine (a few minutes)
 #   bash benchmarks/gpu_check.sh --cpu-tiny  # the same steps at tiny sizes on the CPU (tests/test_benchmarks.py)
 #   TASKS="copy maze" bash benchmarks/gpu_check.sh ...   # only these tasks' presets
+#   HF_MODEL_1B=/models/Llama-3.2-1B bash benchmarks/gpu_check.sh   # the 1B preset on the real model
+#   PRETRAINED=paper_pretrained_1b bash benchmarks/gpu_check.sh ...  # only these pretrained presets (empty: none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$(mktemp -d)}
@@ -33,6 +36,19 @@ fi
 for task in ${TASKS:-copy reverse reverse_addition forward_addition multiplication maze}; do
   "$PYTHON" run.py experiment=paper_$task si.rounds=1 si.collapse_threshold=0 "${FEW_STEPS[@]}" progress=false \
     hydra.run.dir="$OUT/paper_$task" > "$OUT/paper_$task.log"
+done
+for preset in ${PRETRAINED-paper_pretrained_1b paper_pretrained_3b}; do
+  case $preset in
+    paper_pretrained_1b) model=${HF_MODEL_1B:-} ;;
+    paper_pretrained_3b) model=${HF_MODEL_3B:-} ;;
+    *) echo "gpu_check: unknown pretrained preset $preset" >&2; exit 2 ;;
+  esac
+  if [[ -z "$model" ]]; then
+    [[ -d "$OUT/tiny-llama" ]] || "$PYTHON" -m benchmarks.tiny_llama "$OUT/tiny-llama"
+    model=$OUT/tiny-llama
+  fi
+  "$PYTHON" run.py experiment=$preset model.path="$model" si.rounds=1 si.collapse_threshold=0 "${FEW_STEPS[@]}" \
+    progress=false hydra.run.dir="$OUT/$preset" > "$OUT/$preset.log"
 done
 "$PYTHON" - "$OUT"/run "$OUT"/paper_* <<'PY'
 import json, sys

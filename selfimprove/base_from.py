@@ -49,10 +49,10 @@ def check(base_from: str, config: Mapping[str, Any], vocabulary: list[str], base
     if saved.get("vocabulary") != vocabulary:
         raise BaseFromError(f"base_from={base_from} was trained on another vocabulary: {saved.get('vocabulary')}")
     theirs = saved["config"]
-    differ = [
+    differ = [  # a key the config gained after the source ran had its default there, as on resume
         f"{key}: {theirs.get(key)!r} there, {value!r} here"
         for key, value in config.items()
-        if key.startswith(BASE_PREFIXES) and key not in NOT_BASE and theirs.get(key) != value
+        if key.startswith(BASE_PREFIXES) and key not in NOT_BASE and theirs.get(key, value) != value
     ]
     if differ:
         raise BaseFromError(f"base_from={base_from} trained another base: " + "; ".join(differ))

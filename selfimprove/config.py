@@ -20,7 +20,23 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class LoraConfig:
+    """peft LoRA on a pretrained model (model.kind=hf): low-rank updates of the named projections."""
+
+    r: int = 64
+    alpha: int = 128  # peft's lora_alpha: the update is scaled by alpha / r
+    dropout: float = 0.0
+    # Module names (peft matches a name or a dotted suffix): every attention and MLP projection of a Llama.
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass
 class ModelConfig:
+    kind: str = "native"  # native: this project's decoder, from scratch | hf: a pretrained causal LM, LoRA-tuned
+    block_size: int = 96  # longest token sequence: BOS + prompt + answer + EOS
+    # native only: the decoder's shape
     n_layer: int = 3
     n_head: int = 4
     n_embd: int = 128
@@ -30,7 +46,10 @@ class ModelConfig:
     pos_encoding: str = "nope"  # nope | rope | learned
     rope_theta: float = 10000.0
     dropout: float = 0.0
-    block_size: int = 96  # longest token sequence: BOS + prompt + answer + EOS
+    # hf only (selfimprove/hf_model.py)
+    path: str | None = None  # a local model directory, or a Hugging Face hub id found in the local cache
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower steps
 
 
 @dataclass
@@ -144,6 +163,7 @@ def register_configs() -> None:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
+    "model.kind": ("native", "hf"),
     "model.norm": ("layernorm", "rmsnorm"),
     "model.pos_encoding": ("nope", "rope", "learned"),
     "training.schedule": ("wsd", "cosine"),
@@ -166,6 +186,7 @@ def validate(cfg: Any) -> None:
     """Raise ConfigError on the first inconsistent value, before any work starts."""
     from selfimprove.schedule import Curriculum
     from selfimprove.tasks import TASKS, get_task
+    from selfimprove.tokenizer import Tokenizer
 
     def need(ok: bool, message: str) -> None:
         if not ok:
@@ -187,6 +208,12 @@ def validate(cfg: Any) -> None:
         "model.pos_encoding=rope needs an even head width",
     )
     need(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must lie in [0, 1)")
+    need(m.kind == "hf" or m.path is None, f"model.path={m.path} is for a pretrained model: add model=hf")
+    need(m.kind != "hf" or bool(m.path), "model=hf needs model.path=<a local model directory or a Hugging Face hub id>")
+    lora = m.lora
+    need(lora.r >= 1 and lora.alpha > 0, f"model.lora.r={lora.r} and model.lora.alpha={lora.alpha} must be positive")
+    need(0.0 <= lora.dropout < 1.0, f"model.lora.dropout={lora.dropout} must lie in [0, 1)")
+    need(len(lora.target_modules) > 0, "model.lora.target_modules is empty: LoRA would train nothing")
 
     d = cfg.data
     task = get_task(d.task, d)
@@ -254,3 +281,9 @@ def validate(cfg: Any) -> None:
         f"(base {d.base_max} + {s.rounds} rounds of {s.schedule} + {d.eval_lookahead} eval lookahead) "
         f"needs {tokens} tokens",
     )
+    if m.kind == "hf":  # last: it reads the pretrained model's config and tokenizer
+        try:
+            from selfimprove import hf_model
+        except ImportError as e:
+            raise ConfigError(f"model.kind=hf needs transformers and peft ({e}): pip install -e '.[hf]'") from None
+        hf_model.check(m, Tokenizer(task.vocabulary))

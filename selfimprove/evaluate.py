@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from selfimprove.decoder import Decoder
 from selfimprove.generate import complete
-from selfimprove.model import Transformer
 from selfimprove.tasks import Difficulty, Example, Task
 from selfimprove.tokenizer import Tokenizer
 
@@ -28,7 +28,7 @@ def eval_examples(task: Task, difficulty: Difficulty, samples: int, seed: int) -
 
 
 def accuracy_per_point(
-    model: Transformer,
+    model: Decoder,
     tokenizer: Tokenizer,
     task: Task,
     points: Sequence[Difficulty],

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from selfimprove.model import Transformer
+from selfimprove.decoder import Decoder
 from selfimprove.precision import autocast
 from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
 
@@ -27,7 +27,7 @@ class Generation:
 
 
 @torch.inference_mode()
-def generate(model: Transformer, prompts: torch.Tensor, max_new_tokens: int) -> Generation:
+def generate(model: Decoder, prompts: torch.Tensor, max_new_tokens: int) -> Generation:
     """Greedy continuation of equal-length `prompts` (B, T), at most `max_new_tokens` each."""
     B, T = prompts.shape
     device = prompts.device
@@ -65,7 +65,7 @@ class Completions:
 
 
 def complete(
-    model: Transformer,
+    model: Decoder,
     tokenizer: Tokenizer,
     prompts: Sequence[str],
     answer_budget: Sequence[int],

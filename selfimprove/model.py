@@ -122,6 +122,8 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
+    base_identity = None  # trained from scratch: tuned from no pretrained model (see decoder.py)
+
     def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
         super().__init__()
         self.cfg = cfg

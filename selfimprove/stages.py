@@ -21,12 +21,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from selfimprove import base_from, noise, precision
+from selfimprove.config import ModelConfig
 from selfimprove.data import BaseSource, MixtureSampler, Source, round_mixture
+from selfimprove.decoder import Decoder, build
 from selfimprove.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_point, judged
 from selfimprove.filters import VoterLabels, filter_labels
 from selfimprove.generate import complete
 from selfimprove.logging import MetricsLogger
-from selfimprove.model import Transformer
 from selfimprove.schedule import Curriculum
 from selfimprove.store import IncompatibleCheckpointError, RunDir
 from selfimprove.tasks import Difficulty, Task, as_difficulty, difficulty_name, get_task
@@ -99,30 +100,36 @@ class Context:
     def voters(self) -> int:
         return self.cfg.si.filters.voters
 
-    def new_model(self) -> Transformer:
-        return Transformer(self.cfg.model, self.tokenizer.vocab_size).to(self.device)
+    def new_model(self) -> Decoder:
+        return build(self.cfg.model, self.tokenizer, self.device, self.cfg.training.precision)
 
-    def restore(self, path: Path) -> tuple[Transformer, dict[str, Any]]:
-        return restore(self.run, path, self.cfg.model, self.tokenizer, self.device)
+    def restore(self, path: Path) -> tuple[Decoder, dict[str, Any]]:
+        return restore(self.run, path, self.cfg.model, self.tokenizer, self.device, self.cfg.training.precision)
 
-    def load_model(self, voter: int) -> Transformer:
+    def load_model(self, voter: int) -> Decoder:
         return self.restore(self.run.checkpoint(voter))[0].eval()
 
 
 def restore(
-    run: RunDir, path: Path, model_cfg: DictConfig, tokenizer: Tokenizer, device: torch.device
-) -> tuple[Transformer, dict[str, Any]]:
+    run: RunDir, path: Path, model_cfg: DictConfig, tokenizer: Tokenizer, device: torch.device, precision: str
+) -> tuple[Decoder, dict[str, Any]]:
     """A model with the checkpoint's weights, and the checkpoint; refused in one line when the checkpoint
-    was written for another vocabulary or model shape."""
+    was written for another vocabulary, model shape or base model."""
     checkpoint = run.load_checkpoint(path)
-    model_config = OmegaConf.to_container(model_cfg)
-    for what, ours in (("vocabulary", tokenizer.vocabulary), ("model_config", model_config)):
-        if checkpoint.get(what) != ours:
-            theirs = checkpoint.get(what)
-            raise IncompatibleCheckpointError(
-                f"{path} was written for another {what.replace('_config', '')}: {theirs} (this run: {ours})"
-            )
-    model = Transformer(model_cfg, tokenizer.vocab_size).to(device)
+    # A key the model config gained after the checkpoint was written had its default there.
+    saved_model = {**OmegaConf.to_container(OmegaConf.structured(ModelConfig)), **checkpoint.get("model_config", {})}
+    for what, mine, saved in (
+        ("vocabulary", tokenizer.vocabulary, checkpoint.get("vocabulary")),
+        ("model", OmegaConf.to_container(model_cfg), saved_model),
+    ):
+        if saved != mine:
+            raise IncompatibleCheckpointError(f"{path} was written for another {what}: {saved} (this run: {mine})")
+    model = build(model_cfg, tokenizer, device, precision)
+    base = checkpoint.get("base_model")  # None: trained from scratch
+    if base != model.base_identity:
+        raise IncompatibleCheckpointError(
+            f"{path} was tuned from another base model: {base} (this run: {model.base_identity})"
+        )
     model.load_state_dict(checkpoint["model"])
     return model, checkpoint
 
@@ -203,6 +210,7 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if ctx.device.type == "cuda" else None,
                 "model_config": OmegaConf.to_container(cfg.model),
+                "base_model": model.base_identity,  # what LoRA weights were tuned from; None: from scratch
                 "vocabulary": ctx.tokenizer.vocabulary,
             },
         )

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from selfimprove.config import ConfigError, TrainingConfig
 from selfimprove.data import IGNORE, MixtureSampler, StepBatch
-from selfimprove.model import Transformer
+from selfimprove.decoder import Decoder
 from selfimprove.precision import autocast
 
 
@@ -107,7 +107,7 @@ class StepLog:
 
 
 def train_steps(
-    model: Transformer,
+    model: Decoder,
     optimizer: torch.optim.Optimizer,
     sampler: MixtureSampler,
     cfg: TrainingConfig,

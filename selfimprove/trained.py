@@ -15,8 +15,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from selfimprove.config import Config
+from selfimprove.decoder import Decoder
 from selfimprove.generate import complete
-from selfimprove.model import Transformer
 from selfimprove.pipeline import saved_run
 from selfimprove.stages import restore, task_of
 from selfimprove.store import RunDir
@@ -32,7 +32,7 @@ class LoadError(RuntimeError):
 @dataclass
 class TrainedModel:
     task: Task
-    model: Transformer
+    model: Decoder
     tokenizer: Tokenizer
     device: torch.device
     precision: str  # the run's training.precision, used for decoding as the run did
@@ -73,7 +73,7 @@ def load(run_dir: str | Path, voter: int = 0, round: int | None = None, device: 
     task = task_of(cfg)
     tokenizer = Tokenizer(task.vocabulary)
     torch_device = resolve_device(device)
-    model, checkpoint = restore(run, path, cfg.model, tokenizer, torch_device)
+    model, checkpoint = restore(run, path, cfg.model, tokenizer, torch_device, cfg.training.precision)
     model.eval()
     return TrainedModel(task, model, tokenizer, torch_device, cfg.training.precision, cfg, path, checkpoint["stage"])
 

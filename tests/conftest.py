@@ -79,6 +79,15 @@ def kept_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A tiny random Llama and its own tokenizer saved as a model directory (benchmarks/tiny_llama.py): what
+    model=hf runs on here, offline."""
+    from benchmarks.tiny_llama import save_tiny_llama
+
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
 @pytest.fixture
 def quick_run(tmp_path: Path):
     """Run the quick experiment into a fresh directory; returns (completed process, run dir)."""

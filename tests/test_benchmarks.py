@@ -135,6 +135,7 @@ def test_gpu_check_script_runs_on_cpu_tiny(tmp_path):
             "PYTHON": sys.executable,
             "OMP_NUM_THREADS": "1",
             "TASKS": "copy multiplication",
+            "PRETRAINED": "",  # model=hf runs end to end in test_hf_model; here it would cost another run
         },
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -52,8 +52,10 @@ def test_the_schema_defaults_are_what_a_user_gets():
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g, options in GROUPS.items() for o in options])
-def test_every_group_option_composes_and_validates(group, option):
+def test_every_group_option_composes_and_validates(group, option, request):
     cfg = make(f"{group}={option}")
+    if cfg.model.kind == "hf":  # a pretrained model: validated against the tiny Llama's config and tokenizer
+        cfg.model.path = str(request.getfixturevalue("tiny_llama"))
     validate(cfg)
 
 
@@ -80,6 +82,21 @@ def test_paper_experiments():
     assert (mult.si.filters.voters, mult.si.filters.vote_threshold) == (5, 0.7)
     maze = make("experiment=paper_maze")
     assert (maze.data.base_max, maze.si.rounds) == (9, 21)  # hops 10 ... 30
+
+
+def test_pretrained_presets_are_the_papers():
+    small = make("experiment=paper_pretrained_1b")
+    assert (small.model.kind, small.model.path) == ("hf", "meta-llama/Llama-3.2-1B")
+    assert (small.model.lora.r, small.model.lora.alpha) == (64, 128)
+    assert list(small.model.lora.target_modules) == [f"{m}_proj" for m in ("q", "k", "v", "o", "gate", "up", "down")]
+    assert (small.data.task, small.data.base_min, small.data.base_max) == ("reverse_addition", 1, 16)
+    assert (small.si.schedule, small.si.samples_per_round) == ("accelerated", 10000)
+    assert (small.training.optim.lr, small.training.base_steps, small.training.round_steps) == (1e-4, 1200, 600)
+    assert (small.training.precision, small.training.batch_size) == ("bf16", 128)
+    large = make("experiment=paper_pretrained_3b")
+    assert (large.model.path, large.model.lora.r, large.model.lora.alpha) == ("meta-llama/Llama-3.2-3B", 32, 128)
+    assert (large.training.batch_size, large.training.length_buckets) == (64, 4)  # 16 rows x 4, as the paper
+    assert (large.si.samples_per_round, large.training.optim.lr, large.training.round_steps) == (10000, 1e-4, 600)
 
 
 def test_unknown_key_fails_at_composition():
