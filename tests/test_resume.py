@@ -1,4 +1,6 @@
-"""Kill a real run at several points (SIGKILL, no clean-up), resume it, and compare with a run never killed."""
+"""Kill a real run at several points (SIGKILL, no clean-up), resume it, and compare with a run never killed;
+run the same experiment as a sweep whose stages are separate processes, and compare again. Dropout is on, so
+equality needs every stage to seed torch from (seed, stage), whatever ran before it in the process."""
 
 import json
 import os
@@ -15,8 +17,8 @@ from selfimprove import runlock
 pytestmark = pytest.mark.slow
 SHARES_REFERENCE = pytest.mark.xdist_group("resume")  # the tests that compare with it: one worker, one reference run
 
-# Checkpoints every 10 steps, so that kills land inside training stages too.
-ARGS = [*QUICK, "training.checkpoint_every=10"]
+# Checkpoints every 10 steps, so that kills land inside training stages too; dropout draws from torch's RNG.
+ARGS = [*QUICK, "model.dropout=0.2", "training.checkpoint_every=10"]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,14 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, reference, point
     # The same results, and the same log: every event once, the same losses (a training stage's loss window
     # carries over its checkpoint), final_loss included.
     assert {**outcome(run_dir), "logged": logged(run_dir)} == reference
+
+
+@SHARES_REFERENCE
+def test_sweep_of_separate_processes_matches(tmp_path, reference):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(*ARGS, "--cluster", "local", "--dir", str(sweep), script="sweep.py", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert outcome(sweep / "0") == {k: v for k, v in reference.items() if k != "logged"}
 
 
 @SHARES_REFERENCE

@@ -169,7 +169,7 @@ def reference_run(tmp_path_factory) -> Path:
 def test_pipeline_fails_shows_in_status_and_resumes(tmp_path, reference_run):
     """On the in-process debug cluster: a failed job real processes would run is test_slurm's
     test_failed_job_shows_in_status_then_a_relaunch_finishes; the local executor's processes run in
-    test_seeding and the preemption test below."""
+    test_resume (a sweep of separate processes) and the preemption test below."""
     sweep_dir = tmp_path / "sweep"
     run_dir = sweep_dir / "0"
     proc = sweep_cli(*TINY, "si.rounds=0", "--cluster", "debug", "--dir", str(sweep_dir))
