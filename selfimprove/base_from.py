@@ -49,7 +49,7 @@ def check(base_from: str, config: Mapping[str, Any], vocabulary: list[str], base
     if saved.get("vocabulary") != vocabulary:
         raise BaseFromError(f"base_from={base_from} was trained on another vocabulary: {saved.get('vocabulary')}")
     theirs = saved["config"]
-    differ = [  # a key the config gained after the source ran had its default there, as on resume
+    differ = [  # a key the source's run.json lacks (the config gained it later) counts as unchanged, as on resume
         f"{key}: {theirs.get(key)!r} there, {value!r} here"
         for key, value in config.items()
         if key.startswith(BASE_PREFIXES) and key not in NOT_BASE and theirs.get(key, value) != value

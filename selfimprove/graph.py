@@ -80,7 +80,14 @@ def run_step_task(ctx: stages.Context, kind: str, round_: int, voter: int) -> di
         return stages.train_base(ctx, voter)
     if kind == "label":
         result = stages.label(ctx, round_)
-        return {**result, "stopped": no_labels(ctx.cfg, ctx.run, round_)}
+        stopped = no_labels(ctx.cfg, ctx.run, round_)
+        if result["kept"] == 0 and not stopped:  # said once: a round that stops says why where it stops
+            print(
+                f"round {round_}: the filters kept none of {result['generated']} labels at {result['targets']}; "
+                "si.collapse_threshold=0, so the round trains on the older data",
+                flush=True,
+            )
+        return {**result, "stopped": stopped}
     if kind == "train":
         return stages.train_round(ctx, round_, voter)
     if kind == "eval":

@@ -360,8 +360,6 @@ def label(ctx: Context, round_: int) -> dict:
         "voter_accuracy": voter_accuracy,  # share of each voter's raw labels that were right
         "seconds": round(time.perf_counter() - started, 2),
     }
-    if not rows:
-        print(f"round {round_}: the filters kept none of {len(prompts)} labels at {targets}", flush=True)
     ctx.metrics.log("label", stage=stage, global_step=global_step(cfg, round_ - 1), **result)
     run.mark_done(stage, result)
     return result
