@@ -18,7 +18,7 @@ echo "gpu_check: writing to $OUT"
 
 if [[ "${1:-}" == "--cpu-tiny" ]]; then
   "$PYTHON" -m benchmarks.training --device cpu --quick --json "$OUT/training.json"
-  "$PYTHON" -m benchmarks.labelling --device cpu --quick --json "$OUT/labelling.json"
+  "$PYTHON" -m benchmarks.labelling --device cpu --quick --voters 2 --json "$OUT/labelling.json"
   "$PYTHON" run.py experiment=quick training.device=cpu progress=false hydra.run.dir="$OUT/run"
   # The presets' models and batches shrunk to seconds on a CPU: what is checked is that each one runs.
   FEW_STEPS=(training.device=cpu training.compile=false training.precision=fp32 model.n_layer=1 model.n_embd=32
@@ -27,7 +27,7 @@ if [[ "${1:-}" == "--cpu-tiny" ]]; then
 else
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   "$PYTHON" -m benchmarks.training --device cuda --models small --batch 1024 --steps 10 --json "$OUT/training.json"
-  "$PYTHON" -m benchmarks.labelling --device cuda --models small --batches 1024 --json "$OUT/labelling.json"
+  "$PYTHON" -m benchmarks.labelling --device cuda --models small --batches 1024 --voters 5 --json "$OUT/labelling.json"
   "$PYTHON" run.py experiment=paper_copy si.rounds=2 training.base_steps=1000 training.round_steps=250 \
     progress=false hydra.run.dir="$OUT/run"
   FEW_STEPS=(training.base_steps=50 training.round_steps=20 training.warmup_steps=10 si.samples_per_round=2048

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # A run that takes seconds: the quick experiment, no progress bars.
 QUICK = ["experiment=quick", "progress=false"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The SLURM tests first: they mostly wait on the cluster, one worker takes them and the other worker fills
+    that time, instead of the suite ending on them."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
 
 
 def run_cli(
@@ -69,14 +76,33 @@ def kill_and_resume(run_dir: Path, point: str, args: list[str]) -> None:
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
 
+# The tests that use the session's shared runs below: one xdist worker, so that each run is made once.
+SHARED_RUNS = pytest.mark.xdist_group("shared_runs")
+
+
 @pytest.fixture(scope="session")
 def kept_run(tmp_path_factory) -> Path:
     """The quick experiment (2 rounds) with every round's checkpoint kept, round 0 (the base) included.
-    Tests that use it share an xdist group, so that one worker runs it once."""
+    Read-only: a test that changes files works on a copy (`copy_run`)."""
     run_dir = tmp_path_factory.mktemp("kept") / "run"
     proc = run_cli(*QUICK, "si.keep_round_checkpoints=true", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def base_run(tmp_path_factory) -> Path:
+    """The quick experiment's base stage alone (si.rounds=0), finished. Read-only, like kept_run."""
+    run_dir = tmp_path_factory.mktemp("base") / "run"
+    proc = run_cli(*QUICK, "si.rounds=0", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def copy_run(run_dir: Path, to: Path) -> Path:
+    """A copy of a finished run to change: resuming it continues the same run (run.json, markers, checkpoints)."""
+    shutil.copytree(run_dir, to)
+    return to
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import QUICK, run_cli
+from conftest import QUICK, SHARED_RUNS, copy_run, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -86,9 +86,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert not (run_dir / "done" / "base.voter0.json").exists()
 
 
-def test_corrupt_checkpoint_is_reported_by_path(tmp_path):
-    run_dir = tmp_path / "run"
-    assert run_cli(*QUICK, "si.rounds=0", f"hydra.run.dir={run_dir}").returncode == 0
+@SHARED_RUNS
+def test_corrupt_checkpoint_is_reported_by_path(tmp_path, base_run):
+    run_dir = copy_run(base_run, tmp_path / "run")
     checkpoint = run_dir / "checkpoints" / "voter0" / "latest.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated, as by a full disk
     proc = run_cli(*QUICK, f"resume={run_dir}", "si.rounds=1")  # round 1 labels with the checkpoint
@@ -97,21 +97,21 @@ def test_corrupt_checkpoint_is_reported_by_path(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_corrupt_round_data_is_reported_by_path(tmp_path):
-    run_dir = tmp_path / "run"
-    assert run_cli(*QUICK, "si.rounds=1", f"hydra.run.dir={run_dir}").returncode == 0
-    data = run_dir / "data" / "round_001.jsonl"
+@SHARED_RUNS
+def test_corrupt_round_data_is_reported_by_path(tmp_path, kept_run):
+    run_dir = copy_run(kept_run, tmp_path / "run")
+    data = run_dir / "data" / "round_002.jsonl"
     data.write_text(data.read_text() + "{not json\n")
-    (run_dir / "done" / "train.round001.voter0.json").unlink()  # so that training reads the data again
-    (run_dir / "done" / "eval.round001.json").unlink()
-    proc = run_cli(*QUICK, "si.rounds=1", f"resume={run_dir}")
+    (run_dir / "done" / "train.round002.voter0.json").unlink()  # so that training reads the data again
+    (run_dir / "done" / "eval.round002.json").unlink()
+    proc = run_cli(*QUICK, "si.keep_round_checkpoints=true", f"resume={run_dir}")
     assert proc.returncode == 2
     assert last_line(proc).startswith(f"error: corrupt round data {data}")
 
 
-def test_corrupt_marker_is_reported_by_path(tmp_path):
-    run_dir = tmp_path / "run"
-    assert run_cli(*QUICK, "si.rounds=0", f"hydra.run.dir={run_dir}").returncode == 0
+@SHARED_RUNS
+def test_corrupt_marker_is_reported_by_path(tmp_path, base_run):
+    run_dir = copy_run(base_run, tmp_path / "run")
     marker = run_dir / "done" / "eval.round000.json"
     marker.write_text("{")
     proc = run_cli(*QUICK, f"resume={run_dir}")
@@ -124,9 +124,9 @@ def test_corrupt_marker_is_reported_by_path(tmp_path):
     ("key", "value", "what"),
     [("vocabulary", list("0123456789="), "vocabulary"), ("model_config", {"n_layer": 7}, "model")],
 )
-def test_checkpoint_of_another_vocabulary_or_model_is_refused_by_path(tmp_path, key, value, what):
-    run_dir = tmp_path / "run"
-    assert run_cli(*QUICK, "si.rounds=0", f"hydra.run.dir={run_dir}").returncode == 0
+@SHARED_RUNS
+def test_checkpoint_of_another_vocabulary_or_model_is_refused_by_path(tmp_path, base_run, key, value, what):
+    run_dir = copy_run(base_run, tmp_path / "run")
     path = run_dir / "checkpoints" / "voter0" / "latest.pt"
     checkpoint = torch.load(path, weights_only=False)
     checkpoint[key] = value
@@ -137,9 +137,9 @@ def test_checkpoint_of_another_vocabulary_or_model_is_refused_by_path(tmp_path, 
     assert not (run_dir / "data" / "round_001.jsonl").exists()
 
 
-def test_resume_with_another_vocabulary_is_refused(tmp_path):
-    run_dir = tmp_path / "run"
-    assert run_cli(*QUICK, "si.rounds=0", f"hydra.run.dir={run_dir}").returncode == 0
+@SHARED_RUNS
+def test_resume_with_another_vocabulary_is_refused(tmp_path, base_run):
+    run_dir = copy_run(base_run, tmp_path / "run")
     record = json.loads((run_dir / "run.json").read_text())
     assert record["vocabulary"] == list("0123456789+=")  # copy's tokens, recorded with the run
     record["vocabulary"] = list("0123456789=")

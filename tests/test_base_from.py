@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from conftest import QUICK, REPO, outcome, read_jsonl, run_cli
+from conftest import QUICK, REPO, SHARED_RUNS, copy_run, outcome, read_jsonl, run_cli
 from hydra import compose, initialize_config_dir
 
 from selfimprove.base_from import BaseFromError
@@ -14,7 +14,7 @@ from selfimprove.pipeline import check_base_from
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xdist_group("kept_run")
+@SHARED_RUNS
 def test_a_run_from_another_runs_base_computes_what_that_run_did(tmp_path, kept_run):
     """Run A keeps its base models (round_000.pt); run B starts from them and, with the same seeds, must
     compute A's rounds exactly — without a single base training step of its own."""
@@ -31,16 +31,19 @@ def test_a_run_from_another_runs_base_computes_what_that_run_did(tmp_path, kept_
     assert json.loads((reused / "run.json").read_text())["config"]["base_from"] == str(source)
 
 
-def test_base_from_refuses_what_cannot_serve_as_a_base(tmp_path):
-    rounds_done, base_only = tmp_path / "rounds", tmp_path / "base"
-    assert run_cli(*QUICK, "si.rounds=1", f"hydra.run.dir={rounds_done}").returncode == 0
-    assert run_cli(*QUICK, "si.rounds=0", f"hydra.run.dir={base_only}").returncode == 0  # the quick preset sets rounds
+@SHARED_RUNS
+def test_base_from_refuses_what_cannot_serve_as_a_base(tmp_path, kept_run, base_run):
+    # Rounds trained latest.pt further, and no round_000.pt was kept: nothing holds the base any more.
+    rounds_done = copy_run(kept_run, tmp_path / "rounds")
+    for kept in rounds_done.glob("checkpoints/voter*/round_*.pt"):
+        kept.unlink()
+    base_only = base_run  # si.rounds=0: its latest.pt is the base
     # As a user meets it: one line, exit status 2, nothing written.
     target = tmp_path / "refused"
     proc = run_cli(*QUICK, f"base_from={rounds_done}", f"hydra.run.dir={target}")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
-    assert "holds no base model for voter 0" in proc.stderr  # round 1 trained latest.pt further
+    assert "holds no base model for voter 0" in proc.stderr
     assert not target.exists()
     # The other refusals, from the same check run.py and sweep.py call, in this process.
     register_configs()

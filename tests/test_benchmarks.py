@@ -60,15 +60,6 @@ def test_recompute_baseline_and_stacked_voters_decode_like_ours():
     assert torch.equal(stacked_generate(models, ids, 7), torch.stack(ours))
 
 
-def test_labelling_benchmark(tmp_path):
-    result = run_module("labelling", "--voters", "2", "--json", str(tmp_path / "labelling.json"))
-    assert result["benchmark"] == "labelling-voters"
-    throughput = json.loads((tmp_path / "labelling.throughput.json").read_text())["results"]
-    assert {r["contender"] for r in throughput} >= {"ours", "ours-bf16", "recompute", "transformers"}
-    assert all(r["prompts_per_s"] > 0 and r["ours_vs"] > 0 for r in throughput)
-    assert {r["contender"] for r in result["results"]} == {"one_by_one", "vmap"}
-
-
 def test_labelling_profile_shows_where_the_time_goes():
     out = run_benchmark("labelling", "--profile", "bf16").strip().splitlines()
     assert any("aten::" in line for line in out)  # torch.profiler's operator table
@@ -106,10 +97,9 @@ def test_round_benchmark_reuses_a_base(tmp_path):
 
 @pytest.mark.slow
 def test_gpu_check_script_runs_on_cpu_tiny(tmp_path):
-    """Every step of the script — the training benchmark (checked here: its only run in the suite), the
-    labelling benchmark, a run, and a preset of a task with a pair difficulty (the run has an int one): each
-    preset's own config composes and validates in test_config, and every task runs end to end in
-    test_end_to_end."""
+    """Every step of the script — the training and labelling benchmarks (checked here: their only runs in the
+    suite), a run, and a preset of a task with a pair difficulty (the run has an int one): each preset's own
+    config composes and validates in test_config, and every task runs end to end in test_end_to_end."""
     tasks = ["multiplication"]
     proc = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh", "--cpu-tiny"],
@@ -139,6 +129,12 @@ def test_gpu_check_script_runs_on_cpu_tiny(tmp_path):
     assert all(r["tokens_per_s"] > 0 and r["mfu"] > 0 for r in rows)
     assert all(r["vs_transformers"] is not None for r in rows)
     assert set(training["machine"]["peak_flops"]) == {"fp32", "bf16"}
+    throughput = json.loads((tmp_path / "labelling.throughput.json").read_text())["results"]
+    assert {r["contender"] for r in throughput} >= {"ours", "ours-bf16", "recompute", "transformers"}
+    assert all(r["prompts_per_s"] > 0 and r["ours_vs"] > 0 for r in throughput)
+    voters = json.loads((tmp_path / "labelling.voters.json").read_text())
+    assert voters["benchmark"] == "labelling-voters"
+    assert {r["contender"] for r in voters["results"]} == {"one_by_one", "vmap"}
     assert (tmp_path / "run" / "summary.json").exists()
     assert sorted(p.name for p in tmp_path.glob("paper_*") if p.is_dir()) == [f"paper_{t}" for t in tasks]
     for task in tasks:

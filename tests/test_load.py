@@ -3,13 +3,14 @@
 import json
 
 import pytest
+from conftest import SHARED_RUNS
 
 import selfimprove
 from selfimprove.evaluate import eval_examples
 from selfimprove.tasks import as_difficulty
 from selfimprove.trained import LoadError
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("kept_run")]
+pytestmark = [pytest.mark.slow, SHARED_RUNS]
 
 
 def test_loaded_models_answer_as_the_runs_evaluations_measured(kept_run):

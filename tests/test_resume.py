@@ -10,18 +10,27 @@ import sys
 import time
 
 import pytest
-from conftest import QUICK, REPO, kill_and_resume, outcome, read_jsonl, run_cli, uninterrupted_outcome
+from conftest import (
+    QUICK,
+    REPO,
+    SHARED_RUNS,
+    copy_run,
+    kill_and_resume,
+    outcome,
+    read_jsonl,
+    run_cli,
+    uninterrupted_outcome,
+)
 
 from selfimprove import runlock
 
 pytestmark = pytest.mark.slow
-SHARES_REFERENCE = pytest.mark.xdist_group("resume")  # the tests that compare with it: one worker, one reference run
 
 # Checkpoints every 10 steps, so that kills land inside training stages too; dropout draws from torch's RNG.
 ARGS = [*QUICK, "model.dropout=0.2", "training.checkpoint_every=10"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module")  # once per xdist worker that runs a test needing it: the tests spread over both
 def reference(tmp_path_factory) -> dict:
     run_dir = tmp_path_factory.mktemp("reference") / "run"
     return {**uninterrupted_outcome(run_dir, ARGS), "logged": logged(run_dir)}
@@ -35,7 +44,6 @@ def logged(run_dir) -> list[dict]:
     ]
 
 
-@SHARES_REFERENCE
 @pytest.mark.parametrize(
     "point",
     [
@@ -55,7 +63,6 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, reference, point
     assert {**outcome(run_dir), "logged": logged(run_dir)} == reference
 
 
-@SHARES_REFERENCE
 def test_sweep_of_separate_processes_matches(tmp_path, reference):
     sweep = tmp_path / "sweep"
     proc = run_cli(*ARGS, "--cluster", "local", "--dir", str(sweep), script="sweep.py", timeout=600)
@@ -63,7 +70,6 @@ def test_sweep_of_separate_processes_matches(tmp_path, reference):
     assert outcome(sweep / "0") == {k: v for k, v in reference.items() if k != "logged"}
 
 
-@SHARES_REFERENCE
 def test_external_kill_during_training_then_resume(tmp_path, reference):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
@@ -84,21 +90,15 @@ def test_external_kill_during_training_then_resume(tmp_path, reference):
     assert {**outcome(run_dir), "logged": logged(run_dir)} == reference
 
 
-def test_resuming_a_finished_run_recomputes_nothing(tmp_path):
-    run_dir = tmp_path / "run"
-    assert run_cli(*ARGS, f"hydra.run.dir={run_dir}").returncode == 0
-    written = [p for p in run_dir.rglob("*") if p.is_file() and p.parent.name in ("done", "data", "voter0")]
-    before = {p: p.stat().st_mtime_ns for p in written}
-    again = run_cli(*ARGS, f"resume={run_dir}")
-    assert again.returncode == 0, again.stderr[-3000:]
-    after = {p: p.stat().st_mtime_ns for p in before}
-    assert before == after
-
-
-def test_resume_can_add_rounds_in_any_directory(tmp_path):
+def test_resuming_a_finished_run_recomputes_nothing_and_can_add_rounds_in_any_directory(tmp_path):
     run_dir = tmp_path / "my runs" / "lösung"  # a space and a non-ASCII letter
     assert run_cli(*ARGS, f"hydra.run.dir='{run_dir}'").returncode == 0  # Hydra's grammar wants it quoted
-    more = run_cli(*ARGS, f"resume={run_dir}", "si.rounds=3")  # the path as the shell gives it
+    written = [p for p in run_dir.rglob("*") if p.is_file() and p.parent.name in ("done", "data", "voter0")]
+    before = {p: p.stat().st_mtime_ns for p in written}
+    again = run_cli(*ARGS, f"resume={run_dir}")  # the path as the shell gives it
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    more = run_cli(*ARGS, f"resume={run_dir}", "si.rounds=3")
     assert more.returncode == 0, more.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [r["targets"] for r in summary["rounds"][1:]] == [[11], [12], [13]]
@@ -108,13 +108,13 @@ def files(run_dir) -> dict:
     return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run_dir.rglob("*") if p.is_file()}
 
 
-def test_resume_with_a_result_changing_config_is_refused_and_changes_nothing(tmp_path):
-    run_dir = tmp_path / "run"
-    assert run_cli(*ARGS, "si.rounds=0", f"hydra.run.dir={run_dir}").returncode == 0
+@SHARED_RUNS
+def test_resume_with_a_result_changing_config_is_refused_and_changes_nothing(tmp_path, base_run):
+    run_dir = copy_run(base_run, tmp_path / "run")
     before = files(run_dir)
     # Both ways of pointing at the run: resume=, and the run's directory as a new run's output dir.
     for how in [f"resume={run_dir}", f"hydra.run.dir={run_dir}"]:
-        refused = run_cli(*ARGS, "si.rounds=0", how, "training.optim.lr=0.5")
+        refused = run_cli(*QUICK, "si.rounds=0", how, "training.optim.lr=0.5")
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
         assert "resuming would change results" in refused.stderr and "training.optim.lr" in refused.stderr
         assert files(run_dir) == before  # no .hydra/ record rewritten or added, nothing else touched

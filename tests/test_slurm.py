@@ -108,9 +108,9 @@ def test_unknown_partition_stops_before_anything_is_submitted(slurm, tmp_path):
 
 @pytest.fixture(scope="module")
 def pipeline(slurm, tmp_path_factory) -> Path:
-    """2 voters, 2 rounds: every job submitted at once, sweep.py waiting for the end."""
+    """2 voters, 1 round: every job submitted at once, sweep.py waiting for the end."""
     sweep_dir = tmp_path_factory.mktemp("slurm") / "sweep"
-    proc = sweep(*TINY, "--cluster", "slurm", "--dir", str(sweep_dir), "--wait")
+    proc = sweep(*TINY, "si.rounds=1", "--cluster", "slurm", "--dir", str(sweep_dir), "--wait")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "reached: finished" in proc.stdout
     return sweep_dir
@@ -121,7 +121,7 @@ def test_job_graph_runs_with_its_dependencies_in_force(pipeline):
 
     record = json.loads((pipeline / "sweep.json").read_text())
     jobs = record["jobs"]["0"]
-    steps = graph.steps(voters=2, rounds=2)
+    steps = graph.steps(voters=2, rounds=1)
     ids = {i: [jobs[stage][0]["id"] for stage in step.stages()] for i, step in enumerate(steps)}
     assert all(jobs[stage][0]["launch"] == 1 for step in steps for stage in step.stages())
     assert len({i.split("_")[0] for i in ids[0]}) == 1 and len(ids[0]) == 2  # base: one array of 2
@@ -134,7 +134,7 @@ def test_job_graph_runs_with_its_dependencies_in_force(pipeline):
         for before in step.after:
             assert min(when(rows[j]["Start"]) for j in ids[i]) >= max(when(rows[j]["End"]) for j in ids[before])
     summary = json.loads((pipeline / "0" / "summary.json").read_text())
-    assert [r["round"] for r in summary["rounds"]] == [0, 1, 2] and summary["voters"] == 2
+    assert [r["round"] for r in summary["rounds"]] == [0, 1] and summary["voters"] == 2
 
 
 def test_failed_job_shows_in_status_then_a_relaunch_finishes(pipeline):
@@ -143,17 +143,17 @@ def test_failed_job_shows_in_status_then_a_relaunch_finishes(pipeline):
     good = checkpoint.read_bytes()
     checkpoint.write_bytes(b"not a checkpoint")
     before = mtimes(run_dir)
-    proc = sweep("--dir", str(pipeline), "si.rounds=3", "--wait")  # one more round: labelling reads voter 1
+    proc = sweep("--dir", str(pipeline), "si.rounds=2", "--wait")  # one more round: labelling reads voter 1
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     report = sweep("status", str(pipeline)).stdout
-    assert "reached: at label r3" in report
-    line = next(x for x in report.splitlines() if x.startswith("FAILED label.round003"))
+    assert "reached: at label r2" in report
+    line = next(x for x in report.splitlines() if x.startswith("FAILED label.round002"))
     assert "FAILED   log: " in line
     assert Path(line.split("log: ")[1]).is_file()
     assert f"CorruptFileError: corrupt checkpoint {checkpoint}" in report  # the end of the job's traceback
     # The jobs after it never ran: SLURM cancelled them (kill-on-invalid-dep) instead of keeping them pending.
-    assert re.search(r"train r3 +0/2 +\S+ \S+ +CANCELLED x2\n +eval r3 +0/1 +\S+ +CANCELLED", report), report
+    assert re.search(r"train r2 +0/2 +\S+ \S+ +CANCELLED x2\n +eval r2 +0/1 +\S+ +CANCELLED", report), report
 
     checkpoint.write_bytes(good)
     proc = sweep("--dir", str(pipeline), "--wait")
@@ -162,8 +162,8 @@ def test_failed_job_shows_in_status_then_a_relaunch_finishes(pipeline):
     after = mtimes(run_dir)
     assert {k: after[k] for k in before} == before  # nothing finished ran again
     record = json.loads((pipeline / "sweep.json").read_text())
-    assert [j["launch"] for j in record["jobs"]["0"]["label.round003"]] == [2, 3]
-    assert [j["launch"] for j in record["jobs"]["0"]["label.round002"]] == [1]
+    assert [j["launch"] for j in record["jobs"]["0"]["label.round002"]] == [2, 3]
+    assert [j["launch"] for j in record["jobs"]["0"]["label.round001"]] == [1]
 
 
 def test_job_sent_the_timeout_signal_requeues_and_resumes_from_its_checkpoint(slurm, tmp_path):

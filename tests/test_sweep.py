@@ -148,6 +148,7 @@ def test_slurm_that_is_not_reachable(tmp_path):
         conf = tmp_path / "slurm.conf"
         conf.write_text(
             "ClusterName=nowhere\nSlurmctldHost=nowhere(127.0.0.1)\nSlurmctldPort=6999\n"
+            "MessageTimeout=1\n"  # fail at once (the default retries a connection for 9 s)
             "NodeName=n1 CPUs=1\nPartitionName=p Nodes=n1\n"
         )
         proc = sweep_cli(*TINY, "--cluster", "slurm", "--dir", str(sweep_dir), env={"SLURM_CONF": str(conf)})
