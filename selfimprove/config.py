@@ -154,6 +154,12 @@ class Config:
     progress: bool = True  # tqdm bars
 
 
+def typed(container: dict[str, Any]) -> Any:
+    """A composed config kept as a plain container (a job's, a run.json's), typed again by the schema: a key
+    the container lacks takes the schema's default."""
+    return OmegaConf.merge(OmegaConf.structured(Config), container)
+
+
 def register_configs() -> None:
     """Schemas into the ConfigStore, and the resolver conf/config.yaml uses to place resumed runs."""
     if not OmegaConf.has_resolver("if_resume"):

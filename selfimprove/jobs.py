@@ -12,16 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import submitit
-from omegaconf import DictConfig, OmegaConf
 
 from selfimprove import graph, pipeline, runlock
-from selfimprove.config import Config
+from selfimprove.config import typed
 from selfimprove.store import RunDir
-
-
-def make_config(container: dict[str, Any]) -> DictConfig:
-    """A composed config sent to a job as a plain container, typed again by the schema."""
-    return OmegaConf.merge(OmegaConf.structured(Config), container)  # type: ignore[return-value]
 
 
 @dataclass
@@ -42,7 +36,7 @@ class StageJob(submitit.helpers.Checkpointable):
         return graph.stage_name(self.kind, self.round, self.voter)
 
     def __call__(self) -> dict[str, Any]:
-        cfg = make_config(self.config)
+        cfg = typed(self.config)
         cfg.progress = bool(cfg.progress and sys.stderr.isatty())  # no tqdm bars in job logs
         if not cfg.training.threads and self.threads:
             cfg.training.threads = self.threads  # Context.create applies it: torch would use every core otherwise

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from selfimprove.config import Config
+from selfimprove.config import typed
 from selfimprove.decoder import Decoder
 from selfimprove.generate import complete
 from selfimprove.pipeline import saved_run
@@ -59,7 +59,7 @@ def load(run_dir: str | Path, voter: int = 0, round: int | None = None, device: 
     """Voter `voter`'s model of the run in `run_dir`: its newest weights, or after round `round` when the run
     kept its round checkpoints (si.keep_round_checkpoints=true; round 0 is the base model)."""
     run = RunDir(run_dir)
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), _nested(saved_run(run.root)["config"]))
+    cfg = typed(_nested(saved_run(run.root)["config"]))
     voters = cfg.si.filters.voters
     if not 0 <= voter < voters:
         raise LoadError(f"voter={voter}: the run has voters 0 to {voters - 1}")
