@@ -55,11 +55,16 @@ def outcome(run_dir: Path) -> dict:
     }
 
 
-def uninterrupted_outcome(run_dir: Path, args: list[str]) -> dict:
-    """`outcome` of run.py with `args`, run to the end in `run_dir`."""
+def finished_run(run_dir: Path, *args: str) -> Path:
+    """run.py with `args`, run to the end in `run_dir`."""
     proc = run_cli(*args, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return outcome(run_dir)
+    return run_dir
+
+
+def uninterrupted_outcome(run_dir: Path, args: list[str]) -> dict:
+    """`outcome` of run.py with `args`, run to the end in `run_dir`."""
+    return outcome(finished_run(run_dir, *args))
 
 
 def kill_and_resume(run_dir: Path, point: str, args: list[str]) -> None:
@@ -84,19 +89,13 @@ SHARED_RUNS = pytest.mark.xdist_group("shared_runs")
 def kept_run(tmp_path_factory) -> Path:
     """The quick experiment (2 rounds) with every round's checkpoint kept, round 0 (the base) included.
     Read-only: a test that changes files works on a copy (`copy_run`)."""
-    run_dir = tmp_path_factory.mktemp("kept") / "run"
-    proc = run_cli(*QUICK, "si.keep_round_checkpoints=true", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
+    return finished_run(tmp_path_factory.mktemp("kept") / "run", *QUICK, "si.keep_round_checkpoints=true")
 
 
 @pytest.fixture(scope="session")
 def base_run(tmp_path_factory) -> Path:
     """The quick experiment's base stage alone (si.rounds=0), finished. Read-only, like kept_run."""
-    run_dir = tmp_path_factory.mktemp("base") / "run"
-    proc = run_cli(*QUICK, "si.rounds=0", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
+    return finished_run(tmp_path_factory.mktemp("base") / "run", *QUICK, "si.rounds=0")
 
 
 def copy_run(run_dir: Path, to: Path) -> Path:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import QUICK, REPO, run_cli
+from conftest import QUICK, REPO, finished_run, run_cli
 
 from selfimprove import compare, graph, grid
 
@@ -160,10 +160,7 @@ def test_slurm_that_is_not_reachable(tmp_path):
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory) -> Path:
     """Base training and one round of the same experiment through run.py, in one process, uninterrupted."""
-    run_dir = tmp_path_factory.mktemp("reference") / "run"
-    proc = run_cli(*QUICK, *TINY, "si.rounds=1", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
+    return finished_run(tmp_path_factory.mktemp("reference") / "run", *QUICK, *TINY, "si.rounds=1")
 
 
 @pytest.mark.slow
