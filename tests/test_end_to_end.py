@@ -185,6 +185,14 @@ def reverse_addition(prompt):
     return str(int(a[::-1]) + int(b[::-1])).zfill(len(a) + 1)[::-1]
 
 
+def reverse_addition_hints(prompt):
+    a, b = prompt[:-1].split("+")
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    first = letters.index(a[0])
+    digits = reverse_addition(f"{a[1::2]}+{b[1::2]}=")
+    return "".join(letters[first + i] + digit for i, digit in enumerate(digits))
+
+
 def multiplication(prompt):
     a_rev, b_rev = prompt[:-1].split("*")
     a, width = int(a_rev[::-1]), len(a_rev)
@@ -210,6 +218,7 @@ RULES = {
     "reverse": lambda p: p[:-1][::-1],
     "sort": lambda p: "".join(sorted(p[:-1])),
     "reverse_addition": reverse_addition,
+    "reverse_addition_hints": reverse_addition_hints,
     "forward_addition": lambda p: str(sum(map(int, p[:-1].split("+")))),
     "multiplication": multiplication,
     "maze": maze_path,

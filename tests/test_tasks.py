@@ -21,6 +21,9 @@ from selfimprove.tokenizer import Tokenizer
         ("reverse_addition", "21+93=", "150"),  # 12 + 39 = 51 -> "051" reversed
         ("reverse_addition", "999+1=", "0001"),  # widths 3 and 1: 999 + 1 = 1000, padded to 4
         ("reverse_addition", "0+0=", "00"),
+        ("reverse_addition_hints", "k1l2m3+k4l5m6=", "k5l7m9n0"),  # 321 + 654 = 975 -> "0579" reversed
+        ("reverse_addition_hints", "y9z9+y1z0=", "y0z0A1"),  # 99 + 1 = 100; the hint after z is A
+        ("reverse_addition_hints", "Y5+Y7=", "Y2Z1"),  # 5 + 7 = 12; Z, the last hint, for the carry
         ("forward_addition", "12+39=", "51"),
         ("forward_addition", "99+11=", "110"),
         ("forward_addition", "5+7=", "12"),
@@ -45,6 +48,9 @@ def test_wrong_answers_are_wrong():
     assert not get_task("reverse").check("1230=", "1230")
     assert not get_task("forward_addition").check("57+68=", "0125")  # no padding in forward addition
     assert not get_task("reverse_addition").check("21+93=", "15")  # padded to n + 1 digits
+    hints = get_task("reverse_addition_hints")
+    assert not hints.check("k1l2m3+k4l5m6=", "5790")  # the sum needs its hints
+    assert not hints.check("k1l2m3+k4l5m6=", "a5b7c9d0")  # the prompt's hints, not any run of letters
     mul = get_task("multiplication")
     assert not mul.check("321*54=", "5160+02940=5355")  # the product is padded to len(a) + len(b)
     assert not mul.check("321*54=", "5161+02930=53550")  # a wrong chain with the right product
@@ -82,6 +88,8 @@ def test_vote_keys():
         ("copy", 4, "123", False),
         ("reverse_addition", 3, "0001", True),
         ("reverse_addition", 3, "001", False),
+        ("reverse_addition_hints", 3, "k5l7m9n0", True),
+        ("reverse_addition_hints", 3, "5790", False),
         ("forward_addition", 2, "51", True),
         ("forward_addition", 2, "110", True),
         ("forward_addition", 2, "5", False),  # shorter than any sum of two 2-digit numbers
@@ -130,6 +138,19 @@ def test_operands_have_their_digits():
         a_rev, b_rev = prompt[:-1].split("*")
         assert len(a_rev) == 4 and len(b_rev) == 3 and a_rev[-1] != "0" and b_rev[-1] != "0"
         assert int(answer.rpartition("=")[2][::-1]) == int(a_rev[::-1]) * int(b_rev[::-1])
+
+
+def test_index_hints_are_runs_of_letters_starting_anywhere():
+    """Every letter is trained on: the run of hints starts at every place where n + 1 letters still fit."""
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    task = get_task("reverse_addition_hints")
+    starts = set()
+    for prompt, answer in task.sample(3, 3000, np.random.default_rng(3)):
+        a, b = prompt[:-1].split("+")
+        assert a[::2] == b[::2] == answer[:-2:2] and answer[::2] in letters
+        starts.add(letters.index(a[0]))
+    assert starts == set(range(len(letters) - 3))  # 4 letters from each of a..W: the carry's is at most Z
+    assert task.difficulty_error(51) is None and "need 53 hint letters" in task.difficulty_error(52)
 
 
 @pytest.mark.parametrize(("variant", "difficulty", "nodes", "hops"), [("hops", 7, 20, 7), ("nodes", 12, 12, 4)])
