@@ -12,6 +12,12 @@ import numpy as np
 from selfimprove.tasks.base import Difficulty, Example, Task, random_digits
 
 
+def reversed_sum(a_rev: str, b_rev: str) -> str:
+    """a + b of two reversed operands, reversed and zero-padded to max(len a, len b) + 1 digits."""
+    width = max(len(a_rev), len(b_rev)) + 1
+    return str(int(a_rev[::-1]) + int(b_rev[::-1])).zfill(width)[::-1]
+
+
 class ReverseAdditionTask(Task):
     name = "reverse_addition"
 
@@ -21,10 +27,7 @@ class ReverseAdditionTask(Task):
         return [Example(prompt, self.solve(prompt)) for prompt in map("{}+{}=".format, firsts, seconds)]
 
     def solve(self, prompt: str) -> str:
-        a_rev, b_rev = prompt.removesuffix("=").split("+")
-        width = max(len(a_rev), len(b_rev)) + 1
-        total = int(a_rev[::-1]) + int(b_rev[::-1])
-        return str(total).zfill(width)[::-1]
+        return reversed_sum(*prompt.removesuffix("=").split("+"))
 
     def check(self, prompt: str, label: str) -> bool:
         return label == self.solve(prompt)

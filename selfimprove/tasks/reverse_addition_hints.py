@@ -13,14 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from selfimprove.tasks.base import DIGIT_VOCABULARY, Difficulty, Example, Task, random_digits
-from selfimprove.tasks.reverse_addition import ReverseAdditionTask
+from selfimprove.tasks.reverse_addition import reversed_sum
 
 HINTS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def hinted(digits: str, hints: str) -> str:
     """`digits` with hint letter i before digit i."""
-    return "".join(hint + digit for hint, digit in zip(hints, digits, strict=False))
+    return "".join(hint + digit for hint, digit in zip(hints, digits, strict=True))
 
 
 def hint_run(start: str, length: int) -> str:
@@ -49,8 +49,7 @@ class HintedReverseAdditionTask(Task):
     def solve(self, prompt: str) -> str:
         first, second = prompt.removesuffix("=").split("+")
         hints = hint_run(first[0], len(first) // 2 + 1)
-        total = ReverseAdditionTask().solve(f"{first[1::2]}+{second[1::2]}=")
-        return hinted(total, hints)
+        return hinted(reversed_sum(first[1::2], second[1::2]), hints)
 
     def check(self, prompt: str, label: str) -> bool:
         return label == self.solve(prompt)
