@@ -82,7 +82,7 @@ class TrainingConfig:
     seed: int = 0
     batch_size: int = 128
     length_buckets: int = 4  # a batch's rows sorted by length and cut into this many micro-batches: less padding
-    base_steps: int = 2500
+    base_steps: int = 1800
     round_steps: int = 400
     schedule: str = "wsd"  # wsd (warmup-stable-decay) | cosine
     warmup_steps: int = 100
@@ -121,7 +121,7 @@ class MixingConfig:
 @dataclass
 class SIConfig:
     schedule: str = "linear"  # linear | accelerated
-    rounds: int = 8
+    rounds: int = 13
     length_step: int = 1  # linear: curriculum steps per round (a length; for pairs, one (k, n) & (n, k) pair)
     accelerate_threshold: float = 0.99  # accelerated: extend over steps whose difficulties are at least this accurate
     samples_per_round: int = 8000

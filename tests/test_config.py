@@ -124,9 +124,9 @@ def test_unknown_option_fails_at_composition():
         (["si.filters.vote_threshold=1.5"], "vote_threshold=1.5 must lie in"),
         (["data.base_min=5", "data.base_max=3"], "the base set is empty"),
         (["data.base_min=0"], "data.base_min=0: copy difficulties start at 1"),
-        (["data=maze", "data.nodes=8"], "maze: 14 hops need at least 15 nodes"),
+        (["data=maze", "data.nodes=8"], "maze: 19 hops need at least 20 nodes"),
         (["data=maze", "data.maze_difficulty=nodes", "data.base_min=3"], "maze difficulties start at 6"),
-        (["data=multiplication", "model.block_size=128"], r"multiplication at size 8 \(base 5 \+ 8 rounds.* needs 231"),
+        (["data=multiplication", "model.block_size=128"], r"multiplication at size 8 \(base 5 \+ 13 rounds.*231"),
         (["si.noise.kind=shuffle"], "si.noise.kind='shuffle' is not one of uniform, drop, perturb"),
         (["si.noise.rate=1.5"], "si.noise.rate=1.5 must lie in"),
         (["si.noise.rounds=[0]"], "rounds are numbered from 1"),
@@ -140,7 +140,7 @@ def test_unknown_option_fails_at_composition():
         (["training.optim.beta1=-0.1"], r"beta1=-0.1 must lie in \[0, 1\)"),
         (["training.optim.beta2=1"], r"beta2=1.0 must lie in \[0, 1\)"),
         (["training.seed=-1"], r"training.seed=-1 must be >= 0"),
-        (["training.warmup_steps=2501"], r"warmup_steps=2501 is longer than a stage \(training.base_steps=2500"),
+        (["training.warmup_steps=1801"], r"warmup_steps=1801 is longer than a stage \(training.base_steps=1800"),
         (["training.warmup_steps=401"], r"warmup_steps=401 is longer than a stage"),  # a round is 400 steps
     ],
 )
@@ -150,4 +150,4 @@ def test_inconsistent_values_are_one_clear_error(overrides, message):
 
 
 def test_warmup_longer_than_a_round_is_fine_without_rounds():
-    validate(make("si=none", "training.warmup_steps=401"))  # only the base stage runs: 2500 steps
+    validate(make("si=none", "training.warmup_steps=401"))  # only the base stage runs: 1800 steps
