@@ -124,6 +124,9 @@ class SIConfig:
     rounds: int = 13
     length_step: int = 1  # linear: curriculum steps per round (a length; for pairs, one (k, n) & (n, k) pair)
     accelerate_threshold: float = 0.99  # accelerated: extend over steps whose difficulties are at least this accurate
+    # move past the newest step only once all its difficulties score at least this; below, the next round labels
+    # it again, with the model that trained on it (0: always move on)
+    advance_threshold: float = 0.0
     samples_per_round: int = 8000
     filters: FilterConfig = field(default_factory=FilterConfig)
     mixing: MixingConfig = field(default_factory=MixingConfig)
@@ -272,7 +275,7 @@ def validate(cfg: Any) -> None:
     for key in ("newest_share", "base_share"):
         value = getattr(s.mixing, key)
         need(0.0 <= value <= 1.0, f"si.mixing.{key}={value} must lie in [0, 1]")
-    for key in ("reach_threshold", "collapse_threshold", "accelerate_threshold"):
+    for key in ("reach_threshold", "collapse_threshold", "accelerate_threshold", "advance_threshold"):
         value = getattr(s, key)
         need(0.0 <= value <= 1.0, f"si.{key}={value} must lie in [0, 1]")
 

@@ -7,7 +7,9 @@ Past the base set, difficulties come in *steps*, taken in order:
   the steps {(1, n), (n, 1)}, {(2, n), (n, 2)}, ..., {(n, n)}: the paper's order for multiplication.
 linear takes `si.length_step` steps per round; accelerated (the paper's fast mode) takes every
 consecutive step whose difficulties all score at least `si.accelerate_threshold` (the next one alone
-when none does). The *size* of a difficulty is the int itself or the larger side of a pair.
+when none does). Either moves past the newest step only once it scores at least `si.advance_threshold`
+(0: always): below, the next round labels that step again. The *size* of a difficulty is the int itself
+or the larger side of a pair.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ class Curriculum:
         steps_per_round: int = 1,
         accelerate_threshold: float = 0.99,
         lookahead: int = 1,
+        advance_threshold: float = 0.0,
     ) -> None:
         self.pair, self.low, self.base_min, self.base_max = pair, low, base_min, base_max
         self.schedule, self.steps_per_round = schedule, steps_per_round
         self.accelerate_threshold, self.lookahead = accelerate_threshold, lookahead
+        self.advance_threshold = advance_threshold
 
     @classmethod
     def from_config(cls, cfg: Any, task: Task) -> Curriculum:
@@ -45,6 +49,7 @@ class Curriculum:
             cfg.si.length_step,
             cfg.si.accelerate_threshold,
             cfg.data.eval_lookahead,
+            cfg.si.advance_threshold,
         )
 
     # -- the order of difficulties --------------------------------------------------------------
@@ -80,6 +85,11 @@ class Curriculum:
     # -- rounds ---------------------------------------------------------------------------------
     def next_targets(self, targets: Iterable[Difficulty], accuracy: Mapping[Difficulty, float]) -> list[Difficulty]:
         """The next round's targets, given every earlier round's targets and the latest accuracies."""
+        targets = list(targets)
+        if targets and self.advance_threshold > 0:
+            newest = self.newest(targets)
+            if any(accuracy.get(d, 0.0) < self.advance_threshold for d in newest):
+                return newest  # not learnt well enough to label past it: label it again
         first = self.steps_taken(targets)
         if self.schedule == "linear":
             return [d for i in range(first, first + self.steps_per_round) for d in self.step(i)]

@@ -287,6 +287,21 @@ def test_accelerated_schedule_through_the_stages(tmp_path):
     assert json.loads((run_dir / "done" / "label.round002.json").read_text())["targets"] == [13]  # 13 is below
 
 
+def test_a_length_below_the_advance_threshold_is_labelled_again_through_the_stages(tmp_path):
+    """si.advance_threshold=1: the quick model never scores 1.0 at 11, so round 2 labels 11 again (fresh prompts),
+    trains on both rounds' labels, and evaluates no further than after round 1."""
+    run_dir = tmp_path / "run"
+    proc = run_cli(*QUICK, "si.advance_threshold=1.0", "si.filters.length=false", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = run_dir / "done"
+    assert json.loads((done / "eval.round001.json").read_text())["accuracy"][10] < 1.0  # the premise: 11 below 1
+    assert [json.loads((done / f"label.round00{r}.json").read_text())["targets"] for r in (1, 2)] == [[11], [11]]
+    first, second = (read_jsonl(run_dir / "data" / f"round_00{r}.jsonl") for r in (1, 2))
+    assert {row["difficulty"] for row in first + second} == {11}
+    assert {row["prompt"] for row in first}.isdisjoint(row["prompt"] for row in second)
+    assert json.loads((done / "eval.round002.json").read_text())["points"] == list(range(1, 15))  # 11 + 3
+
+
 def test_a_base_model_that_did_not_learn_is_said_plainly_at_round_0(tmp_path):
     """The quick model learns nothing: with a collapse threshold the run stops after round 0's evaluation,
     naming the accuracy at every base length, and labels nothing."""

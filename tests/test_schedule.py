@@ -7,12 +7,12 @@ from selfimprove.schedule import Curriculum
 from selfimprove.train import lr_at
 
 
-def lengths(schedule="linear", step=1, base_max=10, lookahead=3):
-    return Curriculum(False, 1, 1, base_max, schedule, step, 0.99, lookahead)
+def lengths(schedule="linear", step=1, base_max=10, lookahead=3, advance=0.0):
+    return Curriculum(False, 1, 1, base_max, schedule, step, 0.99, lookahead, advance)
 
 
-def pairs(schedule="linear", step=1, base_max=5, lookahead=1):
-    return Curriculum(True, 1, 1, base_max, schedule, step, 0.99, lookahead)
+def pairs(schedule="linear", step=1, base_max=5, lookahead=1, advance=0.0):
+    return Curriculum(True, 1, 1, base_max, schedule, step, 0.99, lookahead, advance)
 
 
 def test_linear_lengths():
@@ -26,6 +26,24 @@ def test_accelerated_lengths_extend_over_accurate_ones():
     assert lengths("accelerated").next_targets([], accuracy) == [11, 12]  # stops at the first below threshold
     assert lengths("accelerated").next_targets([11, 12], accuracy) == [13]  # none good: the next alone
     assert lengths("accelerated").next_targets([11, 12, 13, 14], accuracy) == [15]  # unmeasured: the next alone
+
+
+def test_the_newest_length_is_labelled_again_until_it_scores_the_advance_threshold():
+    below, above = {10: 1.0, 11: 0.97, 12: 0.99, 13: 0.99}, {10: 1.0, 11: 0.98, 12: 0.99, 13: 0.99}
+    assert lengths(advance=0.98).next_targets([11], below) == [11]  # 11 at 0.97: again
+    assert lengths(advance=0.98).next_targets([11, 11], above) == [12]  # 11 at 0.98: on to 12
+    assert lengths(advance=0.0).next_targets([11], below) == [12]  # 0: always on
+    assert lengths(advance=0.98).next_targets([], {10: 0.5}) == [11]  # round 1 labels past the base, whatever it scores
+    # the accelerated schedule extends over accurate lengths only from a newest length that passed
+    assert lengths("accelerated", advance=0.98).next_targets([11], below) == [11]
+    assert lengths("accelerated", advance=0.98).next_targets([11], above) == [12, 13]
+    assert lengths(step=2, advance=0.98).next_targets([11, 12], {11: 1.0, 12: 0.9}) == [12]  # the newest step alone
+
+
+def test_a_pair_step_is_labelled_again_when_either_of_its_pairs_scores_below():
+    accuracy = {(1, 6): 1.0, (6, 1): 0.9}
+    assert pairs(advance=0.98).next_targets([(1, 6), (6, 1)], accuracy) == [(1, 6), (6, 1)]
+    assert pairs(advance=0.98).next_targets([(1, 6), (6, 1)], {(1, 6): 1.0, (6, 1): 0.99}) == [(2, 6), (6, 2)]
 
 
 def test_pairs_come_in_the_papers_order():
