@@ -86,6 +86,8 @@ class TrainingConfig:
     round_steps: int = 400
     schedule: str = "wsd"  # wsd (warmup-stable-decay) | cosine
     warmup_steps: int = 100
+    # a round's warmup (null: warmup_steps, as the base stage); a round goes on from the last one's optimiser moments
+    round_warmup_steps: int | None = None
     decay_fraction: float = 0.2  # WSD: share of a stage's steps spent decaying
     optim: OptimConfig = field(default_factory=OptimConfig)
     precision: str = "auto"  # fp32 | bf16 (autocast) | auto (bf16 where the device has fast bf16); also decoding
@@ -244,11 +246,19 @@ def validate(cfg: Any) -> None:
     need(t.round_steps >= 1, f"training.round_steps={t.round_steps} must be at least 1")
     need(t.seed >= 0, f"training.seed={t.seed} must be >= 0")
     need(t.warmup_steps >= 0, f"training.warmup_steps={t.warmup_steps} must be >= 0")
-    longest_warmup = min(t.base_steps, t.round_steps) if cfg.si.rounds > 0 else t.base_steps
+    round_key = "warmup_steps" if t.round_warmup_steps is None else "round_warmup_steps"  # what a round warms up by
+    round_warmup = getattr(t, round_key)
+    need(round_warmup >= 0, f"training.{round_key}={round_warmup} must be >= 0")
+    never_peaks = "the learning rate would never reach its peak"
     need(
-        t.warmup_steps <= longest_warmup,
-        f"training.warmup_steps={t.warmup_steps} is longer than a stage (training.base_steps={t.base_steps}, "
-        f"training.round_steps={t.round_steps}): the learning rate would never reach its peak",
+        t.warmup_steps <= t.base_steps,
+        f"training.warmup_steps={t.warmup_steps} is longer than a stage (training.base_steps={t.base_steps}): "
+        + never_peaks,
+    )
+    need(
+        cfg.si.rounds == 0 or round_warmup <= t.round_steps,
+        f"training.{round_key}={round_warmup} is longer than a stage (training.round_steps={t.round_steps}): "
+        + never_peaks,
     )
     need(0.0 <= t.decay_fraction <= 1.0, f"training.decay_fraction={t.decay_fraction} must lie in [0, 1]")
     need(math.isfinite(t.optim.lr) and t.optim.lr > 0, f"training.optim.lr={t.optim.lr} must be positive")

@@ -32,7 +32,14 @@ from selfimprove.schedule import Curriculum
 from selfimprove.store import IncompatibleCheckpointError, RunDir
 from selfimprove.tasks import Difficulty, Task, as_difficulty, difficulty_name, get_task
 from selfimprove.tokenizer import Tokenizer
-from selfimprove.train import NonFiniteLossError, StepLog, make_optimizer, resolve_device, train_steps
+from selfimprove.train import (
+    NonFiniteLossError,
+    StepLog,
+    make_optimizer,
+    resolve_device,
+    train_steps,
+    warmup_steps,
+)
 
 
 def base_stage(voter: int) -> str:
@@ -253,6 +260,7 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
             on_checkpoint=save,
             progress=cfg.progress,
             window=window,
+            warmup=warmup_steps(cfg.training, round_),
         )
     except NonFiniteLossError as e:
         raise NonFiniteLossError(f"{e}; {_last_good(run, path)}") from None

@@ -45,10 +45,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def lr_at(step: int, total: int, cfg: TrainingConfig) -> float:
-    """Learning rate at `step` of a stage of `total` steps: linear warmup, then WSD or cosine."""
+def warmup_steps(cfg: TrainingConfig, round_: int) -> int:
+    """The warmup of round `round_`'s training (0: the base stage)."""
+    if round_ == 0 or cfg.round_warmup_steps is None:
+        return cfg.warmup_steps
+    return cfg.round_warmup_steps
+
+
+def lr_at(step: int, total: int, cfg: TrainingConfig, warmup: int | None = None) -> float:
+    """Learning rate at `step` of a stage of `total` steps: linear warmup (`warmup` steps, by default
+    training.warmup_steps), then WSD or cosine."""
     peak, floor = cfg.optim.lr, cfg.optim.lr * cfg.optim.min_lr_ratio
-    warmup = min(cfg.warmup_steps, total // 2)
+    warmup = min(cfg.warmup_steps if warmup is None else warmup, total // 2)
     if step < warmup:
         return peak * (step + 1) / warmup
     if cfg.schedule == "cosine":
@@ -119,6 +127,7 @@ def train_steps(
     on_checkpoint: Callable[[int, tuple[float, int]], None],
     progress: bool = True,
     window: tuple[float, int] = (0.0, 0),
+    warmup: int | None = None,
 ) -> None:
     """Run steps [start, total) of a stage. Checks the loss for NaN/inf at every log, and the loss and
     the weights before every checkpoint, so that a checkpoint on disk is always a finite one.
@@ -138,7 +147,7 @@ def train_steps(
         return mean
 
     for step in range(start, total):
-        lr = lr_at(step, total, cfg)
+        lr = lr_at(step, total, cfg, warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = sampler.next_batch().to(device)

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.slow
 
 def test_quick_run_writes_a_consistent_run_dir(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli(*QUICK, "si.filters.voters=2", f"hydra.run.dir={run_dir}")
+    # Every step logged, and rounds without warmup: a round starts at the peak lr, the base stage at a tenth.
+    warmup = ["training.log_every=1", "training.round_warmup_steps=0"]
+    proc = run_cli(*QUICK, "si.filters.voters=2", *warmup, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "acc@newest" in proc.stdout  # the per-round console table
 
@@ -71,6 +73,9 @@ def test_quick_run_writes_a_consistent_run_dir(tmp_path):
     events = read_jsonl(run_dir / "metrics.jsonl")
     assert {e["event"] for e in events} == {"train", "label", "eval"}
     assert sum(e["event"] == "eval" for e in events) == 3
+    first_lr = {e["stage"]: e["lr"] for e in reversed(events) if e["event"] == "train" and e["step"] == 1}
+    assert first_lr["base.voter0"] == pytest.approx(1e-4)  # step 1 of the quick experiment's 10 warmup steps
+    assert first_lr["train.round001.voter0"] == first_lr["train.round002.voter1"] == pytest.approx(1e-3)
 
     # Results as readable as the umask lets files be (022 here: by the group too), though atomic writes go
     # through mkstemp, which makes 0600.

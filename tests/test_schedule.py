@@ -4,7 +4,7 @@ import pytest
 
 from selfimprove.config import TrainingConfig
 from selfimprove.schedule import Curriculum
-from selfimprove.train import lr_at
+from selfimprove.train import lr_at, warmup_steps
 
 
 def lengths(schedule="linear", step=1, base_max=10, lookahead=3, advance=0.0):
@@ -125,6 +125,16 @@ def test_wsd_schedule():
     assert all(lr == peak for lr in lrs[10:80])  # stable
     assert lrs[-1] == pytest.approx(peak * cfg.optim.min_lr_ratio)  # decayed to the floor
     assert all(a > b for a, b in itertools.pairwise(lrs[79:]))  # decaying
+
+
+def test_rounds_warm_up_over_their_own_steps():
+    cfg = TrainingConfig(warmup_steps=10, round_warmup_steps=4)
+    assert (warmup_steps(cfg, 0), warmup_steps(cfg, 1), warmup_steps(cfg, 7)) == (10, 4, 4)
+    assert warmup_steps(TrainingConfig(warmup_steps=10, round_warmup_steps=None), 3) == 10  # the base stage's
+    peak = cfg.optim.lr
+    lrs = [lr_at(s, 100, cfg, warmup_steps(cfg, 1)) for s in range(6)]
+    assert lrs == pytest.approx([peak / 4, peak / 2, 3 * peak / 4, peak, peak, peak])
+    assert lr_at(0, 100, cfg, 0) == peak  # no warmup: the peak from the first step
 
 
 def test_cosine_schedule():
