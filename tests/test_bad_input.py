@@ -18,7 +18,7 @@ def test_help_says_what_it_is_how_to_resume_and_where_results_go():
     assert proc.returncode == 0
     for what in ["labels harder ones for itself", "resume=<run dir>", "outputs/<date>/<time>/", "summary.json"]:
         assert what in proc.stdout, what
-    assert "data: copy, forward_addition, maze" in proc.stdout  # Hydra's list of the groups follows
+    assert "data: copy, forward_addition, forward_addition_hints, maze" in proc.stdout  # Hydra lists the groups
 
 
 def test_unknown_group_option_names_the_valid_ones(tmp_path):

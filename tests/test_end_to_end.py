@@ -198,6 +198,14 @@ def reverse_addition_hints(prompt):
     return "".join(letters[first + i] + digit for i, digit in enumerate(digits))
 
 
+def forward_addition_hints(prompt):
+    a, b = prompt[:-1].split("+")
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    units = letters.index(a[-2])
+    digits = str(int(a[1::2]) + int(b[1::2]))[::-1]  # least significant first, to pair each with its letter
+    return "".join(reversed([letters[units + i] + digit for i, digit in enumerate(digits)]))
+
+
 def multiplication(prompt):
     a_rev, b_rev = prompt[:-1].split("*")
     a, width = int(a_rev[::-1]), len(a_rev)
@@ -225,6 +233,7 @@ RULES = {
     "reverse_addition": reverse_addition,
     "reverse_addition_hints": reverse_addition_hints,
     "forward_addition": lambda p: str(sum(map(int, p[:-1].split("+")))),
+    "forward_addition_hints": forward_addition_hints,
     "multiplication": multiplication,
     "maze": maze_path,
 }

@@ -24,6 +24,9 @@ from selfimprove.tokenizer import Tokenizer
         ("reverse_addition_hints", "k1l2m3+k4l5m6=", "k5l7m9n0"),  # 321 + 654 = 975 -> "0579" reversed
         ("reverse_addition_hints", "y9z9+y1z0=", "y0z0A1"),  # 99 + 1 = 100; the hint after z is A
         ("reverse_addition_hints", "Y5+Y7=", "Y2Z1"),  # 5 + 7 = 12; Z, the last hint, for the carry
+        ("forward_addition_hints", "m1l2k3+m4l5k6=", "m5l7k9"),  # 123 + 456 = 579, units at k
+        ("forward_addition_hints", "l9k9+l1k1=", "m1l1k0"),  # 99 + 11 = 110: the new leading digit takes m
+        ("forward_addition_hints", "Y5+Y7=", "Z1Y2"),  # 5 + 7 = 12; Z, the last hint, for the carry
         ("forward_addition", "12+39=", "51"),
         ("forward_addition", "99+11=", "110"),
         ("forward_addition", "5+7=", "12"),
@@ -51,6 +54,10 @@ def test_wrong_answers_are_wrong():
     hints = get_task("reverse_addition_hints")
     assert not hints.check("k1l2m3+k4l5m6=", "5790")  # the sum needs its hints
     assert not hints.check("k1l2m3+k4l5m6=", "a5b7c9d0")  # the prompt's hints, not any run of letters
+    forward_hints = get_task("forward_addition_hints")
+    assert not forward_hints.check("m1l2k3+m4l5k6=", "579")  # the sum needs its hints
+    assert not forward_hints.check("m1l2k3+m4l5k6=", "k5l7m9")  # the letters of the places, not in writing order
+    assert not forward_hints.check("l9k9+l1k1=", "l1k1j0")  # the carry digit takes the next letter up
     mul = get_task("multiplication")
     assert not mul.check("321*54=", "5160+02940=5355")  # the product is padded to len(a) + len(b)
     assert not mul.check("321*54=", "5161+02930=53550")  # a wrong chain with the right product
@@ -90,6 +97,9 @@ def test_vote_keys():
         ("reverse_addition", 3, "001", False),
         ("reverse_addition_hints", 3, "k5l7m9n0", True),
         ("reverse_addition_hints", 3, "5790", False),
+        ("forward_addition_hints", 3, "m5l7k9", True),
+        ("forward_addition_hints", 3, "n1m1l1k0", True),
+        ("forward_addition_hints", 3, "l1k0", False),
         ("forward_addition", 2, "51", True),
         ("forward_addition", 2, "110", True),
         ("forward_addition", 2, "5", False),  # shorter than any sum of two 2-digit numbers
@@ -150,6 +160,21 @@ def test_index_hints_are_runs_of_letters_starting_anywhere():
         assert a[::2] == b[::2] == answer[:-2:2] and answer[::2] in letters
         starts.add(letters.index(a[0]))
     assert starts == set(range(len(letters) - 3))  # 4 letters from each of a..W: the carry's is at most Z
+    assert task.difficulty_error(51) is None and "need 53 hint letters" in task.difficulty_error(52)
+
+
+def test_forward_index_hints_name_places_and_start_anywhere():
+    """Written most significant first, so the letters run down; the units' letter is anywhere up to W at 3 digits."""
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    task = get_task("forward_addition_hints")
+    units = set()
+    for prompt, answer in task.sample(3, 3000, np.random.default_rng(3)):
+        a, b = prompt[:-1].split("+")
+        assert a[::2] == b[::2] == answer[-6::2] and a[1] != "0" and b[1] != "0"
+        first = letters.index(a[-2])
+        assert answer[::2] == letters[first : first + len(answer) // 2][::-1]
+        units.add(first)
+    assert units == set(range(len(letters) - 3))
     assert task.difficulty_error(51) is None and "need 53 hint letters" in task.difficulty_error(52)
 
 
