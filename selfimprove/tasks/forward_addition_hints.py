@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from selfimprove.tasks.base import DIGIT_VOCABULARY, Difficulty, Example, Task, random_numbers
-from selfimprove.tasks.reverse_addition_hints import HINTS, hint_run, hinted
+from selfimprove.tasks.base import Difficulty, Example, random_numbers
+from selfimprove.tasks.index_hints import HINTS, HintedAdditionTask, hint_run, hinted
 
 
 def place_hinted(number: str, units: int) -> str:
@@ -21,12 +21,8 @@ def place_hinted(number: str, units: int) -> str:
     return hinted(number, hint_run(HINTS[units], len(number))[::-1])
 
 
-class HintedForwardAdditionTask(Task):
+class HintedForwardAdditionTask(HintedAdditionTask):
     name = "forward_addition_hints"
-
-    @property
-    def vocabulary(self) -> list[str]:
-        return [*DIGIT_VOCABULARY, *HINTS]
 
     def sample(self, difficulty: Difficulty, count: int, rng: np.random.Generator) -> list[Example]:
         n = int(difficulty)
@@ -44,14 +40,3 @@ class HintedForwardAdditionTask(Task):
 
     def length_ok(self, difficulty: Difficulty, label: str) -> bool:
         return len(label) in (2 * int(difficulty), 2 * (int(difficulty) + 1))
-
-    def answer_tokens(self, difficulty: Difficulty) -> int:
-        return 2 * (int(difficulty) + 1)
-
-    def prompt_tokens(self, difficulty: Difficulty) -> int:
-        return 4 * int(difficulty) + 2
-
-    def difficulty_error(self, difficulty: Difficulty) -> str | None:
-        if int(difficulty) >= len(HINTS):
-            return f"{difficulty} digits need {int(difficulty) + 1} hint letters; there are {len(HINTS)}"
-        return None

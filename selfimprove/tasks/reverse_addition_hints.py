@@ -12,29 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from selfimprove.tasks.base import DIGIT_VOCABULARY, Difficulty, Example, Task, random_digits
+from selfimprove.tasks.base import Difficulty, Example, random_digits
+from selfimprove.tasks.index_hints import HINTS, HintedAdditionTask, hint_run, hinted
 from selfimprove.tasks.reverse_addition import reversed_sum
 
-HINTS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
-
-def hinted(digits: str, hints: str) -> str:
-    """`digits` with hint letter i before digit i."""
-    return "".join(hint + digit for hint, digit in zip(hints, digits, strict=True))
-
-
-def hint_run(start: str, length: int) -> str:
-    """`length` consecutive letters of HINTS from `start`."""
-    first = HINTS.index(start)
-    return HINTS[first : first + length]
-
-
-class HintedReverseAdditionTask(Task):
+class HintedReverseAdditionTask(HintedAdditionTask):
     name = "reverse_addition_hints"
-
-    @property
-    def vocabulary(self) -> list[str]:
-        return [*DIGIT_VOCABULARY, *HINTS]
 
     def sample(self, difficulty: Difficulty, count: int, rng: np.random.Generator) -> list[Example]:
         n = int(difficulty)
@@ -56,14 +40,3 @@ class HintedReverseAdditionTask(Task):
 
     def length_ok(self, difficulty: Difficulty, label: str) -> bool:
         return len(label) == 2 * (int(difficulty) + 1)
-
-    def answer_tokens(self, difficulty: Difficulty) -> int:
-        return 2 * (int(difficulty) + 1)
-
-    def prompt_tokens(self, difficulty: Difficulty) -> int:
-        return 4 * int(difficulty) + 2
-
-    def difficulty_error(self, difficulty: Difficulty) -> str | None:
-        if int(difficulty) >= len(HINTS):
-            return f"{difficulty} digits need {int(difficulty) + 1} hint letters; there are {len(HINTS)}"
-        return None
