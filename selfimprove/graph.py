@@ -6,8 +6,8 @@ the stage function each task calls, and where the run stops.
 `pipeline.run` walks the steps in one process; `sweep.py` submits each step as a job (an array over the
 voters for base and train) that waits (`afterok`) for the jobs of the steps in its `after`. Both run a
 task with `run_step_task`. A step may stop the run, and nothing after it runs: the evaluation of round 0
-when the base model scores below si.collapse_threshold at some base difficulty (it did not learn its base
-set), of round r >= 1 when accuracy at the round's newest difficulty fell below it; the labelling of a round
+when a base model (any voter's) scores below si.collapse_threshold at some base difficulty (it did not learn
+its base set), of round r >= 1 when accuracy at the round's newest difficulty fell below it; the labelling of a round
 whose filters kept no label (there is nothing to train on). si.collapse_threshold=0 runs every round.
 """
 
@@ -98,16 +98,19 @@ def run_step_task(ctx: stages.Context, kind: str, round_: int, voter: int) -> di
 
 def collapse(cfg: DictConfig, run: RunDir, round_: int, threshold: float) -> str | None:
     """Why the run stops after round `round_`'s evaluation (si.collapse_threshold), read from the markers, or
-    None. Round 0: the base model scores below `threshold` at some base difficulty — it did not learn what it
-    was trained on, and self-improvement cannot start from it. A later round: accuracy at its newest
-    difficulty fell below `threshold`."""
+    None. Round 0: a base model (any voter's: one that learnt nothing only thins the vote) scores below
+    `threshold` at some base difficulty — it did not learn what it was trained on, and self-improvement
+    cannot start from it. A later round: accuracy at its newest difficulty fell below `threshold`."""
     if round_ == 0:
-        base = stages.base_accuracy(cfg, run)
-        if min(base.values()) >= threshold:
+        voters = stages.base_accuracy(cfg, run)
+        failed = [(v, base) for v, base in enumerate(voters) if min(base.values()) < threshold]
+        if not failed:
             return None
+        voter, base = failed[0]
+        model = "the base model" if len(voters) == 1 else f"the base model of voter {voter} (of {len(voters)})"
         scores = ", ".join(f"{name}: {a:.3f}" for name, a in base.items())
         return (
-            f"the base model did not learn its base set (accuracy {scores}; below si.collapse_threshold="
+            f"{model} did not learn its base set (accuracy {scores}; below si.collapse_threshold="
             f"{threshold}), so self-improvement cannot start from it: train it longer (training.base_steps), "
             f"larger (model) or on a smaller base set (data.base_max); stopping ({run.root})"
         )

@@ -156,10 +156,15 @@ def accuracy_after(run: RunDir, round_: int) -> dict[Difficulty, float]:
     return {as_difficulty(d): a for d, a in zip(result["points"], result["accuracy"], strict=True)}
 
 
-def base_accuracy(cfg: DictConfig, run: RunDir) -> dict[str, float]:
-    """Accuracy at every base difficulty after base training, by difficulty name."""
-    accuracy = accuracy_after(run, 0)
-    return {difficulty_name(d): accuracy[d] for d in curriculum_of(cfg).base}
+def base_accuracy(cfg: DictConfig, run: RunDir) -> list[dict[str, float]]:
+    """Each voter's accuracy at every base difficulty after base training, by difficulty name."""
+    result = run.result(eval_stage(0))
+    points = [as_difficulty(d) for d in result["points"]]
+    base = set(curriculum_of(cfg).base)
+    return [
+        {difficulty_name(d): a for d, a in zip(points, voter, strict=True) if d in base}
+        for voter in result["voter_accuracy"]
+    ]
 
 
 def newest_accuracy(cfg: DictConfig, run: RunDir, round_: int) -> tuple[str, float]:
