@@ -151,20 +151,18 @@ def targets_until(run: RunDir, round_: int) -> list[Difficulty]:
     return [d for r in range(1, round_ + 1) for d in round_targets(run, r)]
 
 
-def accuracy_after(run: RunDir, round_: int) -> dict[Difficulty, float]:
+def accuracy_after(run: RunDir, round_: int, voter: int | None = None) -> dict[Difficulty, float]:
+    """Accuracy at every evaluated difficulty after round `round_`: the voters' mean, or one voter's."""
     result = run.result(eval_stage(round_))
-    return {as_difficulty(d): a for d, a in zip(result["points"], result["accuracy"], strict=True)}
+    accuracy = result["accuracy"] if voter is None else result["voter_accuracy"][voter]
+    return {as_difficulty(d): a for d, a in zip(result["points"], accuracy, strict=True)}
 
 
 def base_accuracy(cfg: DictConfig, run: RunDir) -> list[dict[str, float]]:
     """Each voter's accuracy at every base difficulty after base training, by difficulty name."""
-    result = run.result(eval_stage(0))
-    points = [as_difficulty(d) for d in result["points"]]
-    base = set(curriculum_of(cfg).base)
-    return [
-        {difficulty_name(d): a for d, a in zip(points, voter, strict=True) if d in base}
-        for voter in result["voter_accuracy"]
-    ]
+    base = curriculum_of(cfg).base
+    voters = (accuracy_after(run, 0, voter) for voter in range(cfg.si.filters.voters))
+    return [{difficulty_name(d): accuracy[d] for d in base} for accuracy in voters]
 
 
 def newest_accuracy(cfg: DictConfig, run: RunDir, round_: int) -> tuple[str, float]:
