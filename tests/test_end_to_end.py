@@ -185,6 +185,9 @@ def test_wandb_online_without_credentials_or_network_is_one_line(tmp_path):
 
 
 # The rules of every task's format, written again from the README, independently of selfimprove.tasks.
+HINT_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 def reverse_addition(prompt):
     a, b = prompt[:-1].split("+")
     return str(int(a[::-1]) + int(b[::-1])).zfill(len(a) + 1)[::-1]
@@ -192,18 +195,16 @@ def reverse_addition(prompt):
 
 def reverse_addition_hints(prompt):
     a, b = prompt[:-1].split("+")
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    first = letters.index(a[0])
+    first = HINT_LETTERS.index(a[0])
     digits = reverse_addition(f"{a[1::2]}+{b[1::2]}=")
-    return "".join(letters[first + i] + digit for i, digit in enumerate(digits))
+    return "".join(HINT_LETTERS[first + i] + digit for i, digit in enumerate(digits))
 
 
 def forward_addition_hints(prompt):
     a, b = prompt[:-1].split("+")
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    units = letters.index(a[-2])
+    units = HINT_LETTERS.index(a[-2])
     digits = str(int(a[1::2]) + int(b[1::2]))[::-1]  # least significant first, to pair each with its letter
-    return "".join(reversed([letters[units + i] + digit for i, digit in enumerate(digits)]))
+    return "".join(reversed([HINT_LETTERS[units + i] + digit for i, digit in enumerate(digits)]))
 
 
 def multiplication(prompt):

@@ -150,31 +150,32 @@ def test_operands_have_their_digits():
         assert int(answer.rpartition("=")[2][::-1]) == int(a_rev[::-1]) * int(b_rev[::-1])
 
 
+HINT_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # written again, not imported
+
+
 def test_index_hints_are_runs_of_letters_starting_anywhere():
     """Every letter is trained on: the run of hints starts at every place where n + 1 letters still fit."""
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     task = get_task("reverse_addition_hints")
     starts = set()
     for prompt, answer in task.sample(3, 3000, np.random.default_rng(3)):
         a, b = prompt[:-1].split("+")
-        assert a[::2] == b[::2] == answer[:-2:2] and answer[::2] in letters
-        starts.add(letters.index(a[0]))
-    assert starts == set(range(len(letters) - 3))  # 4 letters from each of a..W: the carry's is at most Z
+        assert a[::2] == b[::2] == answer[:-2:2] and answer[::2] in HINT_LETTERS
+        starts.add(HINT_LETTERS.index(a[0]))
+    assert starts == set(range(len(HINT_LETTERS) - 3))  # 4 letters from each of a..W: the carry's is at most Z
     assert task.difficulty_error(51) is None and "need 53 hint letters" in task.difficulty_error(52)
 
 
 def test_forward_index_hints_name_places_and_start_anywhere():
     """Written most significant first, so the letters run down; the units' letter is anywhere up to W at 3 digits."""
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     task = get_task("forward_addition_hints")
     units = set()
     for prompt, answer in task.sample(3, 3000, np.random.default_rng(3)):
         a, b = prompt[:-1].split("+")
         assert a[::2] == b[::2] == answer[-6::2] and a[1] != "0" and b[1] != "0"
-        first = letters.index(a[-2])
-        assert answer[::2] == letters[first : first + len(answer) // 2][::-1]
+        first = HINT_LETTERS.index(a[-2])
+        assert answer[::2] == HINT_LETTERS[first : first + len(answer) // 2][::-1]
         units.add(first)
-    assert units == set(range(len(letters) - 3))
+    assert units == set(range(len(HINT_LETTERS) - 3))
     assert task.difficulty_error(51) is None and "need 53 hint letters" in task.difficulty_error(52)
 
 
