@@ -186,10 +186,13 @@ def test_job_sent_the_timeout_signal_requeues_and_resumes_from_its_checkpoint(sl
     while "BeginTime" not in queued(job["id"]):  # requeued: SLURM holds it back for cred_expire (120 s)
         assert time.time() < deadline, f"job {job['id']} was not requeued: {queued(job['id'])!r}"
         time.sleep(0.2)
-    subprocess.run(["scontrol", "update", f"JobId={job['id']}", "StartTime=now"], check=True)
+    # Not `now`: slurmd refuses a credential made in the second its job's old one was revoked (at the requeue).
+    subprocess.run(["scontrol", "update", f"JobId={job['id']}", "StartTime=now+2"], check=True)
     wait_until_gone([job["id"], evaluation])
 
-    result = json.loads((sweep_dir / "0" / "done" / "base.voter0.json").read_text())
+    done = sweep_dir / "0" / "done" / "base.voter0.json"
+    assert done.exists(), f"{sacct([job['id'], evaluation], duplicates=True)}\n{Path(job['stderr']).read_text()[-3000:]}"
+    result = json.loads(done.read_text())
     assert result["steps"] == 800 and 0 < result["resumed_from_step"] < 800
     attempts = [row["State"] for row in sacct([job["id"]], duplicates=True)]
     assert attempts == ["REQUEUED", "COMPLETED"]
