@@ -59,7 +59,9 @@ class DataConfig:
     base_max: int = 10
     nodes: int = 20  # maze: nodes per maze when the difficulty is hops
     maze_difficulty: str = "hops"  # maze: hops (nodes fixed) | nodes (hops fixed, the paper's second variant)
+    # | path (hops, in trees of the S-E path and `side_nodes` nodes off it: prompts that grow with the hops)
     hops: int = 5  # maze: hops from S to E when the difficulty is nodes
+    side_nodes: int = 3  # maze: nodes off the S-E path when the difficulty is path
     loss_on_prompt: bool = False  # the seed trained on the whole sequence; default is answer tokens only
     eval_samples: int = 1000  # fresh held-out prompts per difficulty
     eval_lookahead: int = 3  # evaluate this many sizes past the largest trained one
@@ -181,7 +183,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "training.precision": ("fp32", "bf16", "auto"),
     "si.schedule": ("linear", "accelerated"),
     "si.noise.kind": ("uniform", "drop", "perturb"),
-    "data.maze_difficulty": ("hops", "nodes"),
+    "data.maze_difficulty": ("hops", "nodes", "path"),
     "logger.name": ("none", "wandb"),
     "logger.mode": ("online", "offline", "disabled"),
 }
@@ -233,7 +235,10 @@ def validate(cfg: Any) -> None:
         f"data.base_min={d.base_min}: {d.task} difficulties start at {task.min_difficulty}",
     )
     need(d.base_min <= d.base_max, f"data.base_min={d.base_min} > data.base_max={d.base_max}: the base set is empty")
-    need(d.nodes >= 2 and d.hops >= 1, "data.nodes must be >= 2 and data.hops >= 1")
+    need(
+        d.nodes >= 2 and d.hops >= 1 and d.side_nodes >= 0,
+        "data.nodes must be >= 2, data.hops >= 1 and data.side_nodes >= 0",
+    )
     need(
         d.eval_samples >= 1 and d.generate_batch_size >= 1,
         "data.eval_samples and data.generate_batch_size must be >= 1",

@@ -179,9 +179,11 @@ def test_forward_index_hints_name_places_and_start_anywhere():
     assert task.difficulty_error(51) is None and "need 53 hint letters" in task.difficulty_error(52)
 
 
-@pytest.mark.parametrize(("variant", "difficulty", "nodes", "hops"), [("hops", 7, 20, 7), ("nodes", 12, 12, 4)])
+@pytest.mark.parametrize(
+    ("variant", "difficulty", "nodes", "hops"), [("hops", 7, 20, 7), ("nodes", 12, 12, 4), ("path", 6, 10, 6)]
+)
 def test_maze_samples_are_trees_with_the_asked_shape(variant, difficulty, nodes, hops):
-    task = get_task("maze", DataConfig(task="maze", maze_difficulty=variant, nodes=20, hops=4))
+    task = get_task("maze", DataConfig(task="maze", maze_difficulty=variant, nodes=20, hops=4, side_nodes=3))
     tokenizer = Tokenizer(task.vocabulary)
     for prompt, answer in task.sample(difficulty, 50, np.random.default_rng(2)):
         start, end, graph = parse_prompt(prompt)

@@ -5,7 +5,9 @@ Prompt `S>E#` then every node, shuffled, as `v:n1,n2,...` (its neighbours, shuff
 ends at E, repeats no node and every step is an edge.
     `3>7#3:5-5:3,7-7:5=` -> `3>5>7`
 Difficulty: hops between S and E, with `data.nodes` nodes (`data.maze_difficulty=hops`), or the node
-count, with `data.hops` hops (`data.maze_difficulty=nodes`, the paper's second variant).
+count, with `data.hops` hops (`data.maze_difficulty=nodes`, the paper's second variant), or hops in trees
+of hops + 1 + `data.side_nodes` nodes (`data.maze_difficulty=path`: the S-E path and a few nodes off it,
+so that a prompt grows with the hops instead of being as long as the largest maze from the first step).
 
 The tree is drawn with Wilson's algorithm started from a random S-E path of the wanted length, which
 gives a uniformly random labelled tree among those where S and E are that many hops apart.
@@ -62,14 +64,14 @@ def parse_prompt(prompt: str) -> tuple[str, str, dict[str, set[str]]]:
 class MazeTask(Task):
     name = "maze"
 
-    def __init__(self, variant: str = "hops", nodes: int = 20, hops: int = 5) -> None:
-        self.variant, self.nodes, self.hops = variant, nodes, hops
+    def __init__(self, variant: str = "hops", nodes: int = 20, hops: int = 5, side_nodes: int = 3) -> None:
+        self.variant, self.nodes, self.hops, self.side_nodes = variant, nodes, hops, side_nodes
         if variant == "nodes":
             self.min_difficulty = hops + 1
 
     @classmethod
     def from_config(cls, data: Any) -> MazeTask:
-        return cls(data.maze_difficulty, data.nodes, data.hops) if data is not None else cls()
+        return cls(data.maze_difficulty, data.nodes, data.hops, data.side_nodes) if data is not None else cls()
 
     @property
     def vocabulary(self) -> list[str]:
@@ -77,7 +79,11 @@ class MazeTask(Task):
 
     def shape(self, difficulty: Difficulty) -> tuple[int, int]:
         """(nodes, hops) of an instance of `difficulty`."""
-        return (int(difficulty), self.hops) if self.variant == "nodes" else (self.nodes, int(difficulty))
+        if self.variant == "nodes":
+            return int(difficulty), self.hops
+        if self.variant == "path":
+            return int(difficulty) + 1 + self.side_nodes, int(difficulty)
+        return self.nodes, int(difficulty)
 
     def difficulty_error(self, difficulty: Difficulty) -> str | None:
         nodes, hops = self.shape(difficulty)
