@@ -4,7 +4,9 @@ one base spends no time on base training.
 
 The source must hold each voter's base model: a run with `si=none` (its latest checkpoint is the base)
 or with `si.keep_round_checkpoints=true` (round_000.pt). Its model, task, task parameters and base set
-must be this run's; the base-training settings (`training.base_steps`, ...) are the source's.
+must be this run's; the base-training settings (`training.base_steps`, ...) are the source's. Voter k
+adopts the source's voter k, or the k-th of `base_from_voters` (a vote among the voters whose bases
+learnt, when one of the source's did not).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from selfimprove.store import CorruptFileError, RunDir, atomic_write_bytes, read_json
+from selfimprove.store import CorruptFileError, RunDir, read_json
 
 # Config keys that define what the base models are: their shape, and the task and difficulties they learned.
 BASE_PREFIXES = ("model.", "data.")
@@ -36,9 +38,10 @@ def base_checkpoint(source: RunDir, voter: int, stage: str) -> Path | None:
     return None
 
 
-def check(base_from: str, config: Mapping[str, Any], vocabulary: list[str], base_stages: list[str]) -> None:
+def check(base_from: str, config: Mapping[str, Any], vocabulary: list[str], sources: list[tuple[int, str]]) -> None:
     """Refuse, in one line, a source that is not a run, learned something else, or no longer holds a base
-    model for each of `base_stages` (one per voter). `config` is this run's flattened result config."""
+    model for each of `sources` (the source's voter and its base stage, one per voter of this run). `config`
+    is this run's flattened result config."""
     source = RunDir(base_from)
     try:
         saved = read_json(source.run_json)
@@ -56,7 +59,7 @@ def check(base_from: str, config: Mapping[str, Any], vocabulary: list[str], base
     ]
     if differ:
         raise BaseFromError(f"base_from={base_from} trained another base: " + "; ".join(differ))
-    for voter, stage in enumerate(base_stages):
+    for voter, stage in sources:
         if base_checkpoint(source, voter, stage) is None:
             raise BaseFromError(
                 f"base_from={base_from} holds no base model for voter {voter} (fewer voters, or rounds trained"
@@ -64,19 +67,21 @@ def check(base_from: str, config: Mapping[str, Any], vocabulary: list[str], base
             )
 
 
-def adopt(run: RunDir, base_from: str, voter: int, stage: str) -> dict[str, Any]:
-    """The base stage of `voter` from the source: its checkpoint copied in, its marker's result noted."""
+def adopt(run: RunDir, base_from: str, voter: int, stage: str, source_voter: int, source_stage: str) -> dict[str, Any]:
+    """The base stage `stage` of `voter` from the source's `source_voter`: its checkpoint copied in as this
+    stage's (so that a later base_from can start from this run in turn), its marker's result noted."""
     if run.is_done(stage):
         return run.result(stage)
     source = RunDir(base_from)
-    path = base_checkpoint(source, voter, stage)
+    path = base_checkpoint(source, source_voter, source_stage)
     if path is None:
-        raise BaseFromError(f"base_from={base_from} no longer holds a base model for voter {voter}")
-    atomic_write_bytes(run.checkpoint(voter), path.read_bytes())
-    trained = source.result(stage)
+        raise BaseFromError(f"base_from={base_from} no longer holds a base model for voter {source_voter}")
+    run.save_checkpoint(run.checkpoint(voter), {**source.load_checkpoint(path), "stage": stage})
+    trained = source.result(source_stage)
     result = {
         **trained,
         "base_from": str(Path(base_from).resolve()),
+        "base_from_voter": source_voter,
         "source_seconds": trained["seconds"],
         "seconds": 0.0,
     }

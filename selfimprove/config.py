@@ -158,6 +158,7 @@ class Config:
     logger: LoggerConfig = MISSING
     resume: str | None = None  # a run directory to continue
     base_from: str | None = None  # a run directory whose base models this run starts from (no base training)
+    base_from_voters: list[int] | None = None  # which of base_from's voters this run's voters adopt (None: 0, 1, ...)
     progress: bool = True  # tqdm bars
 
 
@@ -284,6 +285,17 @@ def validate(cfg: Any) -> None:
     need(f.voters >= 1, f"si.filters.voters={f.voters} must be at least 1")
     need(0.0 < f.vote_threshold <= 1.0, f"si.filters.vote_threshold={f.vote_threshold} must lie in (0, 1]")
     need(0.0 <= f.min_confidence <= 1.0, f"si.filters.min_confidence={f.min_confidence} must lie in [0, 1]")
+    if cfg.base_from_voters is not None:
+        picked = list(cfg.base_from_voters)
+        need(bool(cfg.base_from), "base_from_voters needs base_from: the run whose voters it picks")
+        need(
+            len(picked) == f.voters,
+            f"base_from_voters={picked} names {len(picked)} voters, si.filters.voters={f.voters}: one each",
+        )
+        need(
+            min(picked) >= 0 and len(set(picked)) == len(picked),
+            f"base_from_voters={picked}: distinct voter numbers >= 0 (a vote needs independent models)",
+        )
     noise = s.noise
     need(0.0 <= noise.rate <= 1.0, f"si.noise.rate={noise.rate} must lie in [0, 1]")
     need(all(r >= 1 for r in noise.rounds), f"si.noise.rounds={list(noise.rounds)}: rounds are numbered from 1")

@@ -109,10 +109,19 @@ def collapse(cfg: DictConfig, run: RunDir, round_: int, threshold: float) -> str
         voter, base = failed[0]
         model = "the base model" if len(voters) == 1 else f"the base model of voter {voter} (of {len(voters)})"
         scores = ", ".join(f"{name}: {a:.3f}" for name, a in base.items())
+        learnt = sorted(set(range(len(voters))) - {v for v, _ in failed})
+        # The voters that learnt are not lost: a new run can vote among them alone (base_from_voters).
+        picks = ",".join(map(str, learnt))
+        among = (
+            f", or vote among the voters that learnt: base_from={run.root} base_from_voters=[{picks}]"
+            f" si.filters.voters={len(learnt)}"
+            if len(learnt) >= 2
+            else ""
+        )
         return (
             f"{model} did not learn its base set (accuracy {scores}; below si.collapse_threshold="
             f"{threshold}), so self-improvement cannot start from it: train it longer (training.base_steps), "
-            f"larger (model) or on a smaller base set (data.base_max); stopping ({run.root})"
+            f"larger (model) or on a smaller base set (data.base_max){among}; stopping ({run.root})"
         )
     newest, accuracy = stages.newest_accuracy(cfg, run, round_)
     if accuracy >= threshold:

@@ -79,7 +79,7 @@ def check_base_from(cfg: DictConfig, run_dir: Path) -> None:
     """`base_from` names a run that holds base models this run can start from (unless its base is adopted)."""
     base_stages = [stages.base_stage(voter) for voter in range(cfg.si.filters.voters)]
     if cfg.base_from and not all(RunDir(run_dir).is_done(stage) for stage in base_stages):
-        base_from.check(cfg.base_from, result_config(cfg), stages.task_of(cfg).vocabulary, base_stages)
+        base_from.check(cfg.base_from, result_config(cfg), stages.task_of(cfg).vocabulary, stages.base_sources(cfg))
 
 
 def open_run(

@@ -46,6 +46,12 @@ def base_stage(voter: int) -> str:
     return f"base.voter{voter}"
 
 
+def base_sources(cfg: DictConfig) -> list[tuple[int, str]]:
+    """The base_from run's voter (and its base stage) that each voter of this run adopts."""
+    picked = cfg.base_from_voters or range(cfg.si.filters.voters)
+    return [(voter, base_stage(voter)) for voter in picked]
+
+
 def label_stage(round_: int) -> str:
     return f"label.round{round_:03d}"
 
@@ -300,7 +306,8 @@ def _sources(ctx: Context, round_: int) -> list[tuple[Source, float]]:
 def train_base(ctx: Context, voter: int) -> dict:
     """Train voter `voter` from scratch on the base length range, or adopt its base model from `base_from`."""
     if ctx.cfg.base_from:
-        return base_from.adopt(ctx.run, ctx.cfg.base_from, voter, base_stage(voter))
+        source_voter, source_stage = base_sources(ctx.cfg)[voter]
+        return base_from.adopt(ctx.run, ctx.cfg.base_from, voter, base_stage(voter), source_voter, source_stage)
     seed = [ctx.cfg.training.seed, TRAIN_STREAM, voter, 0]
     return _train(ctx, base_stage(voter), voter, 0, ctx.cfg.training.base_steps, seed)
 

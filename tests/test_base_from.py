@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+import torch
 from conftest import QUICK, REPO, SHARED_RUNS, copy_run, outcome, read_jsonl, run_cli
 from hydra import compose, initialize_config_dir
 
@@ -64,3 +65,27 @@ def test_base_from_refuses_what_cannot_serve_as_a_base(tmp_path, kept_run, base_
     assert ok.returncode == 0, ok.stderr[-3000:]
     evaluated = [json.loads((run / "done" / "eval.round000.json").read_text()) for run in (base_only, tmp_path / "ok")]
     assert evaluated[0]["accuracy"] == evaluated[1]["accuracy"]  # the same base model, from its latest.pt
+
+
+def test_a_run_votes_among_the_voters_it_picks_from_another_run(tmp_path):
+    """base_from_voters=[1]: this run's voter 0 is the source's voter 1 — its weights, its accuracy — and
+    a run from this one in turn finds that base model where a base stage leaves it."""
+    source, picked, chained = tmp_path / "two", tmp_path / "picked", tmp_path / "chained"
+    proc = run_cli(*QUICK, "si.filters.voters=2", "si.rounds=0", f"hydra.run.dir={source}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli(*QUICK, "si.rounds=0", f"base_from={source}", "base_from_voters=[1]", f"hydra.run.dir={picked}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    weights = [
+        torch.load(run / "checkpoints" / voter / "latest.pt", weights_only=False)["model"]
+        for run, voter in [(source, "voter0"), (source, "voter1"), (picked, "voter0")]
+    ]
+    assert all(torch.equal(weights[1][k], weights[2][k]) for k in weights[1])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])  # not the source's voter 0
+    assert json.loads((picked / "done" / "base.voter0.json").read_text())["base_from_voter"] == 1
+    evaluated = [json.loads((run / "done" / "eval.round000.json").read_text()) for run in (source, picked)]
+    assert evaluated[1]["voter_accuracy"] == [evaluated[0]["voter_accuracy"][1]]
+
+    proc = run_cli(*QUICK, "si.rounds=0", f"base_from={picked}", f"hydra.run.dir={chained}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((chained / "done" / "eval.round000.json").read_text())["accuracy"] == evaluated[1]["accuracy"]

@@ -29,6 +29,12 @@ def test_one_voter_that_did_not_learn_its_base_stops_the_run_though_the_mean_pas
     why = collapse(cfg, run, 0, threshold=0.5)
     assert why is not None and why.startswith("the base model of voter 1 (of 3) did not learn its base set")
     assert "(accuracy 1: 1.000, 2: 0.900, 3: 0.100;" in why  # that voter's base lengths only, not 4 and 5
+    # Voters 0 and 2 learnt: the message says how to vote among them alone.
+    assert f"base_from={run.root} base_from_voters=[0,2] si.filters.voters=2;" in why
+
+    base_eval(run, [learnt, unlearnt, unlearnt])  # one voter that learnt is no vote: no such advice
+    why = collapse(cfg, run, 0, threshold=0.5)
+    assert why is not None and "base_from_voters" not in why
 
     base_eval(run, [learnt, learnt, learnt])  # 0.4 at 4 is past the base: not a reason to stop
     assert collapse(cfg, run, 0, threshold=0.5) is None
