@@ -85,6 +85,9 @@ class TrainingConfig:
     batch_size: int = 128
     length_buckets: int = 4  # a batch's rows sorted by length and cut into this many micro-batches: less padding
     base_steps: int = 1800
+    # seeds a voter's base stage may try: a base scoring below si.collapse_threshold at some base difficulty (it
+    # did not learn its base set) is trained again from a new seed; 1: one seed, as before
+    base_attempts: int = 1
     round_steps: int = 400
     schedule: str = "wsd"  # wsd (warmup-stable-decay) | cosine
     warmup_steps: int = 100
@@ -249,6 +252,7 @@ def validate(cfg: Any) -> None:
     t = cfg.training
     need(t.batch_size >= 1, f"training.batch_size={t.batch_size} must be at least 1")
     need(t.base_steps >= 1, f"training.base_steps={t.base_steps} must be at least 1")
+    need(t.base_attempts >= 1, f"training.base_attempts={t.base_attempts} must be at least 1")
     need(t.round_steps >= 1, f"training.round_steps={t.round_steps} must be at least 1")
     need(t.seed >= 0, f"training.seed={t.seed} must be >= 0")
     need(t.warmup_steps >= 0, f"training.warmup_steps={t.warmup_steps} must be >= 0")

@@ -103,7 +103,7 @@ def collapse(cfg: DictConfig, run: RunDir, round_: int, threshold: float) -> str
     cannot start from it. A later round: accuracy at its newest difficulty fell below `threshold`."""
     if round_ == 0:
         voters = stages.base_accuracy(cfg, run)
-        failed = [(v, base) for v, base in enumerate(voters) if min(base.values()) < threshold]
+        failed = [(v, base) for v, base in enumerate(voters) if not stages.base_learnt(base, threshold)]
         if not failed:
             return None
         voter, base = failed[0]
@@ -121,7 +121,8 @@ def collapse(cfg: DictConfig, run: RunDir, round_: int, threshold: float) -> str
         return (
             f"{model} did not learn its base set (accuracy {scores}; below si.collapse_threshold="
             f"{threshold}), so self-improvement cannot start from it: train it longer (training.base_steps), "
-            f"larger (model) or on a smaller base set (data.base_max){among}; stopping ({run.root})"
+            f"from more seeds (training.base_attempts), larger (model) or on a smaller base set (data.base_max)"
+            f"{among}; stopping ({run.root})"
         )
     newest, accuracy = stages.newest_accuracy(cfg, run, round_)
     if accuracy >= threshold:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,11 @@ def global_step(cfg: DictConfig, round_: int, step: int | None = None) -> int:
 
 
 # -- training ---------------------------------------------------------------------------------------
-def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sampler_rng_seed: list[int]) -> dict:
+def _train(
+    ctx: Context, stage: str, voter: int, round_: int, total: int, sampler_rng_seed: list[int], mark: bool = True
+) -> dict:
+    """Train `stage` to `total` steps (continuing an interrupted attempt at it) and return its result; `mark`:
+    write its marker (a base attempt's is written once its model has been checked)."""
     cfg, run = ctx.cfg, ctx.run
     if run.is_done(stage):
         return run.result(stage)
@@ -197,7 +202,8 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
     rng = np.random.default_rng(sampler_rng_seed)
     start, window = 0, (0.0, 0)
     seed_torch(cfg.training.seed, stage, voter)  # the base stage's seed also sets the voter's initial weights
-    if round_ == 0 and not path.exists():
+    # A base stage starts from new weights unless the checkpoint is its own, interrupted (not an earlier attempt's).
+    if round_ == 0 and (not path.exists() or run.load_checkpoint(path)["stage"] != stage):
         model = ctx.new_model()
         optimizer = make_optimizer(model, cfg.training, ctx.device)
     else:
@@ -283,7 +289,8 @@ def _train(ctx: Context, stage: str, voter: int, round_: int, total: int, sample
         "precision": precision.resolve(cfg.training.precision, ctx.device),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    run.mark_done(stage, result)
+    if mark:
+        run.mark_done(stage, result)
     return result
 
 
@@ -303,13 +310,85 @@ def _sources(ctx: Context, round_: int) -> list[tuple[Source, float]]:
     return round_mixture(base, rounds, mixing.newest_share, mixing.base_share)
 
 
+def base_attempt_stage(voter: int, attempt: int) -> str:
+    """The stage an attempt at a voter's base trains as: attempt 0 is the base stage itself, seeded as always;
+    each later one has its own name, so its own seed (seed_torch) and its own training log."""
+    return base_stage(voter) if attempt == 0 else f"{base_stage(voter)}.attempt{attempt}"
+
+
+def base_learnt(accuracy: Mapping[Any, float], threshold: float) -> bool:
+    """A base model learnt its base set: its accuracy at every base difficulty is at least `threshold`
+    (si.collapse_threshold: below it, the run stops at round 0)."""
+    return min(accuracy.values()) >= threshold
+
+
 def train_base(ctx: Context, voter: int) -> dict:
-    """Train voter `voter` from scratch on the base length range, or adopt its base model from `base_from`."""
-    if ctx.cfg.base_from:
-        source_voter, source_stage = base_sources(ctx.cfg)[voter]
-        return base_from.adopt(ctx.run, ctx.cfg.base_from, voter, base_stage(voter), source_voter, source_stage)
-    seed = [ctx.cfg.training.seed, TRAIN_STREAM, voter, 0]
-    return _train(ctx, base_stage(voter), voter, 0, ctx.cfg.training.base_steps, seed)
+    """Train voter `voter` from scratch on the base length range, or adopt its base model from `base_from`.
+    With training.base_attempts > 1, a base that did not learn its base set is trained again from a new seed:
+    whether a small model leaves its loss plateau in a CPU budget can depend on the seed alone."""
+    cfg, run, stage = ctx.cfg, ctx.run, base_stage(voter)
+    if cfg.base_from:
+        source_voter, source_stage = base_sources(cfg)[voter]
+        return base_from.adopt(run, cfg.base_from, voter, stage, source_voter, source_stage)
+    attempts = cfg.training.base_attempts
+    if attempts == 1:  # nothing to check it for: the round-0 evaluation judges it
+        return _train(ctx, stage, voter, 0, cfg.training.base_steps, [cfg.training.seed, TRAIN_STREAM, voter, 0])
+    if run.is_done(stage):
+        return run.result(stage)
+    tried = [_base_attempt(ctx, voter, 0)]
+    while not tried[-1]["learnt"] and len(tried) < attempts:
+        tried.append(_base_attempt(ctx, voter, len(tried)))
+    # The voter's checkpoints are the last attempt's: recorded as the base stage's, as a one-attempt base is.
+    for path in (run.checkpoint(voter), run.checkpoint(voter, "round_000")):
+        if path.exists():
+            run.save_checkpoint(path, {**run.load_checkpoint(path), "stage": stage})
+    result = {
+        **{k: v for k, v in tried[-1].items() if k not in ("accuracy", "learnt")},
+        "attempts": [{"accuracy": t["accuracy"], "learnt": t["learnt"]} for t in tried],
+        "seconds": round(sum(t["seconds"] for t in tried), 2),
+    }
+    run.mark_done(stage, result)
+    return result
+
+
+def _base_attempt(ctx: Context, voter: int, attempt: int) -> dict:
+    """Train attempt `attempt` at a voter's base and check it on the base set with the round-0 evaluation's
+    prompts; its result, with that accuracy, is marked done as `<its stage>.checked`."""
+    cfg, run = ctx.cfg, ctx.run
+    marker = f"{base_attempt_stage(voter, attempt)}.checked"
+    if run.is_done(marker):
+        return run.result(marker)
+    seed = [cfg.training.seed, TRAIN_STREAM, voter, 0] + ([attempt] if attempt else [])
+    trained = _train(ctx, base_attempt_stage(voter, attempt), voter, 0, cfg.training.base_steps, seed, mark=False)
+    started = time.perf_counter()
+    accuracy = accuracy_per_point(
+        ctx.load_model(voter),
+        ctx.tokenizer,
+        ctx.task,
+        ctx.curriculum.base,
+        cfg.data.eval_samples,
+        cfg.training.seed,
+        cfg.data.generate_batch_size,
+        ctx.device,
+        cfg.training.precision,
+    )
+    learnt = base_learnt(accuracy, cfg.si.collapse_threshold)
+    if not learnt:
+        scores = ", ".join(f"{difficulty_name(d)}: {a:.3f}" for d, a in accuracy.items())
+        again = "training it again from a new seed" if attempt + 1 < cfg.training.base_attempts else "no attempts left"
+        print(
+            f"voter {voter}'s base (attempt {attempt + 1} of {cfg.training.base_attempts}) did not learn its"
+            f" base set (accuracy {scores}): {again}",
+            flush=True,
+        )
+    result = {
+        **trained,
+        "accuracy": {difficulty_name(d): a for d, a in accuracy.items()},
+        "learnt": learnt,
+        "seconds": round(trained["seconds"] + time.perf_counter() - started, 2),
+    }
+    run.mark_done(marker, result)
+    return result
 
 
 def train_round(ctx: Context, round_: int, voter: int) -> dict:
