@@ -93,6 +93,9 @@ class TrainingConfig:
     warmup_steps: int = 100
     # a round's warmup (null: warmup_steps, as the base stage); a round goes on from the last one's optimiser moments
     round_warmup_steps: int | None = None
+    # a round's peak learning rate (null: optim.lr, as the base stage): a base may want a larger one to leave its
+    # loss plateau than a round, which goes on from a trained model
+    round_lr: float | None = None
     decay_fraction: float = 0.2  # WSD: share of a stage's steps spent decaying
     optim: OptimConfig = field(default_factory=OptimConfig)
     precision: str = "auto"  # fp32 | bf16 (autocast) | auto (bf16 where the device has fast bf16); also decoding
@@ -272,6 +275,10 @@ def validate(cfg: Any) -> None:
     )
     need(0.0 <= t.decay_fraction <= 1.0, f"training.decay_fraction={t.decay_fraction} must lie in [0, 1]")
     need(math.isfinite(t.optim.lr) and t.optim.lr > 0, f"training.optim.lr={t.optim.lr} must be positive")
+    need(
+        t.round_lr is None or (math.isfinite(t.round_lr) and t.round_lr > 0),
+        f"training.round_lr={t.round_lr} must be positive (or null: training.optim.lr)",
+    )
     need(0.0 <= t.optim.min_lr_ratio <= 1.0, "training.optim.min_lr_ratio must lie in [0, 1]")
     for key in ("weight_decay", "grad_clip"):
         need(getattr(t.optim, key) >= 0, f"training.optim.{key}={getattr(t.optim, key)} must be >= 0")

@@ -37,6 +37,7 @@ from selfimprove.train import (
     NonFiniteLossError,
     StepLog,
     make_optimizer,
+    peak_lr,
     resolve_device,
     train_steps,
     warmup_steps,
@@ -276,6 +277,7 @@ def _train(
             progress=cfg.progress,
             window=window,
             warmup=warmup_steps(cfg.training, round_),
+            peak=peak_lr(cfg.training, round_),
         )
     except NonFiniteLossError as e:
         raise NonFiniteLossError(f"{e}; {_last_good(run, path)}") from None

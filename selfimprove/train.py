@@ -52,10 +52,19 @@ def warmup_steps(cfg: TrainingConfig, round_: int) -> int:
     return cfg.round_warmup_steps
 
 
-def lr_at(step: int, total: int, cfg: TrainingConfig, warmup: int | None = None) -> float:
+def peak_lr(cfg: TrainingConfig, round_: int) -> float:
+    """The peak learning rate of round `round_`'s training (0: the base stage)."""
+    if round_ == 0 or cfg.round_lr is None:
+        return cfg.optim.lr
+    return cfg.round_lr
+
+
+def lr_at(step: int, total: int, cfg: TrainingConfig, warmup: int | None = None, peak: float | None = None) -> float:
     """Learning rate at `step` of a stage of `total` steps: linear warmup (`warmup` steps, by default
-    training.warmup_steps), then WSD or cosine."""
-    peak, floor = cfg.optim.lr, cfg.optim.lr * cfg.optim.min_lr_ratio
+    training.warmup_steps) to `peak` (by default training.optim.lr), then WSD or cosine down to
+    optim.min_lr_ratio of it."""
+    peak = cfg.optim.lr if peak is None else peak
+    floor = peak * cfg.optim.min_lr_ratio
     warmup = min(cfg.warmup_steps if warmup is None else warmup, total // 2)
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -128,11 +137,13 @@ def train_steps(
     progress: bool = True,
     window: tuple[float, int] = (0.0, 0),
     warmup: int | None = None,
+    peak: float | None = None,
 ) -> None:
     """Run steps [start, total) of a stage. Checks the loss for NaN/inf at every log, and the loss and
     the weights before every checkpoint, so that a checkpoint on disk is always a finite one.
     `window` is the loss sum and step count since the last log; a checkpoint is given it, and a resume
-    passes it back, so that the loss logged after a resume is the same mean an uninterrupted stage logs."""
+    passes it back, so that the loss logged after a resume is the same mean an uninterrupted stage logs.
+    `warmup` and `peak` shape the stage's learning rate (`lr_at`)."""
     model.train()
     forward = torch.compile(model) if cfg.compile else model
     running = torch.tensor(window[0], device=device)
@@ -147,7 +158,7 @@ def train_steps(
         return mean
 
     for step in range(start, total):
-        lr = lr_at(step, total, cfg, warmup)
+        lr = lr_at(step, total, cfg, warmup, peak)
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = sampler.next_batch().to(device)

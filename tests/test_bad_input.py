@@ -41,6 +41,7 @@ def test_unknown_key(tmp_path):
         (["si.filters.vote_threshold=1.2"], "si.filters.vote_threshold=1.2 must lie in (0, 1]"),
         (["data.base_min=8", "data.base_max=4"], "the base set is empty"),
         (["training.base_attempts=0"], "training.base_attempts=0 must be at least 1"),
+        (["training.round_lr=0"], "training.round_lr=0.0 must be positive"),
         (["base_from_voters=[1]"], "base_from_voters needs base_from"),
         (["base_from=x", "base_from_voters=[0,2]"], "names 2 voters, si.filters.voters=1: one each"),
         (["base_from=x", "si.filters.voters=2", "base_from_voters=[2,2]"], "distinct voter numbers >= 0"),

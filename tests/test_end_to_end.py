@@ -328,3 +328,15 @@ def test_a_base_model_that_did_not_learn_is_said_plainly_at_round_0(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert len(summary["rounds"]) == 1 and "did not learn" in summary["stopped"]
     assert not (run_dir / "done" / "label.round001.json").exists()
+
+
+def test_rounds_train_at_training_round_lr_and_the_base_at_optim_lr(tmp_path):
+    run_dir = tmp_path / "run"
+    lrs = ["training.optim.lr=2e-3", "training.round_lr=5e-4", "training.log_every=1"]  # each step's lr logged
+    proc = run_cli(*QUICK, *lrs, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    peaks: dict[int, float] = {}
+    for record in read_jsonl(run_dir / "metrics.jsonl"):
+        if record["event"] == "train":
+            peaks[record["round"]] = max(peaks.get(record["round"], 0.0), record["lr"])
+    assert peaks == pytest.approx({0: 2e-3, 1: 5e-4, 2: 5e-4})

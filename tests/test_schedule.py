@@ -4,7 +4,7 @@ import pytest
 
 from selfimprove.config import TrainingConfig
 from selfimprove.schedule import Curriculum
-from selfimprove.train import lr_at, warmup_steps
+from selfimprove.train import lr_at, peak_lr, warmup_steps
 
 
 def lengths(schedule="linear", step=1, base_max=10, lookahead=3, advance=0.0):
@@ -135,6 +135,14 @@ def test_rounds_warm_up_over_their_own_steps():
     lrs = [lr_at(s, 100, cfg, warmup_steps(cfg, 1)) for s in range(6)]
     assert lrs == pytest.approx([peak / 4, peak / 2, 3 * peak / 4, peak, peak, peak])
     assert lr_at(0, 100, cfg, 0) == peak  # no warmup: the peak from the first step
+
+
+def test_rounds_train_at_their_own_peak_learning_rate():
+    cfg = TrainingConfig(warmup_steps=0, round_lr=5e-4)  # optim.lr: 1e-3, min_lr_ratio: 0.1
+    assert (peak_lr(cfg, 0), peak_lr(cfg, 1), peak_lr(cfg, 9)) == (1e-3, 5e-4, 5e-4)
+    assert peak_lr(TrainingConfig(), 3) == 1e-3  # null: the base stage's
+    lrs = [lr_at(s, 100, cfg, 0, peak_lr(cfg, 1)) for s in range(100)]
+    assert lrs[0] == lrs[79] == 5e-4 and lrs[-1] == pytest.approx(5e-5)  # WSD from the round's own peak
 
 
 def test_cosine_schedule():
