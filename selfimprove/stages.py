@@ -313,9 +313,10 @@ def _sources(ctx: Context, round_: int) -> list[tuple[Source, float]]:
 
 
 def base_attempt_stage(voter: int, attempt: int) -> str:
-    """The stage an attempt at a voter's base trains as: attempt 0 is the base stage itself, seeded as always;
-    each later one has its own name, so its own seed (seed_torch) and its own training log."""
-    return base_stage(voter) if attempt == 0 else f"{base_stage(voter)}.attempt{attempt}"
+    """The stage attempt `attempt` (from 0) at a voter's base trains as: the first is the base stage itself, seeded
+    as always; a later one is named by its number as the console counts it (`base.voter1.attempt2` is the
+    second), so it has its own seed (seed_torch) and its own training log."""
+    return base_stage(voter) if attempt == 0 else f"{base_stage(voter)}.attempt{attempt + 1}"
 
 
 def base_learnt(accuracy: Mapping[Any, float], threshold: float) -> bool:
