@@ -45,6 +45,9 @@ class ModelConfig:
     norm: str = "layernorm"  # layernorm | rmsnorm
     pos_encoding: str = "nope"  # nope | rope | learned
     rope_theta: float = 10000.0
+    # none | log: a query's attention logits times the log of the number of keys it sees (scalable softmax), so
+    # attention stays as sharp past the trained lengths as within them instead of spreading over more keys
+    attention_scale: str = "none"
     dropout: float = 0.0
     # hf only (selfimprove/hf_model.py)
     path: str | None = None  # a local model directory, or a Hugging Face hub id found in the local cache
@@ -186,6 +189,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.kind": ("native", "hf"),
     "model.norm": ("layernorm", "rmsnorm"),
     "model.pos_encoding": ("nope", "rope", "learned"),
+    "model.attention_scale": ("none", "log"),
     "training.schedule": ("wsd", "cosine"),
     "training.precision": ("fp32", "bf16", "auto"),
     "si.schedule": ("linear", "accelerated"),

@@ -73,6 +73,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.dropout = cfg.dropout
+        self.log_scale = cfg.attention_scale == "log"
 
     def forward(
         self,
@@ -92,6 +93,9 @@ class Attention(nn.Module):
             k, v = cache[0][:, :, : pos + T], cache[1][:, :, : pos + T]
         # A query block that starts at 0 is causal; a single new token sees everything cached before it.
         assert T == 1 or pos == 0, "multi-token forward passes must start at position 0"
+        if self.log_scale:  # the query at position p sees p + 1 keys (padding only ever follows a row's tokens)
+            keys_seen = torch.arange(pos + 1, pos + T + 1, device=q.device, dtype=torch.float32)
+            q = q * keys_seen.log().to(q.dtype).view(1, 1, T, 1)
         y = attention(q, k, v, causal=T > 1, dropout=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 

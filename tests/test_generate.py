@@ -1,19 +1,29 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from selfimprove.config import ModelConfig
 from selfimprove.generate import complete, generate
-from selfimprove.model import Transformer
+from selfimprove.model import Attention, Transformer
 from selfimprove.tasks import get_task
 from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
 
 TOKENIZER = Tokenizer(get_task("copy").vocabulary)  # every prompt here is a copy prompt: digits and "="
 
 
-def tiny_model(pos_encoding: str, seed: int = 0) -> Transformer:
+def tiny_model(pos_encoding: str, seed: int = 0, attention_scale: str = "none") -> Transformer:
     torch.manual_seed(seed)
-    cfg = ModelConfig(n_layer=2, n_head=2, n_embd=32, ffn_hidden=64, pos_encoding=pos_encoding, block_size=48)
+    cfg = ModelConfig(
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        ffn_hidden=64,
+        pos_encoding=pos_encoding,
+        attention_scale=attention_scale,
+        block_size=48,
+    )
     model = Transformer(cfg, TOKENIZER.vocab_size).eval()
     with torch.no_grad():  # larger weights than the init so logits are far from ties and EOS comes early
         for p in model.parameters():
@@ -36,9 +46,11 @@ def recompute_greedy(model: Transformer, prompts: torch.Tensor, max_new_tokens: 
     return out
 
 
-@pytest.mark.parametrize("pos_encoding", ["nope", "rope", "learned"])
-def test_cached_decoding_equals_full_recomputation(pos_encoding):
-    model = tiny_model(pos_encoding)
+@pytest.mark.parametrize(
+    ("pos_encoding", "attention_scale"), [("nope", "none"), ("rope", "none"), ("learned", "none"), ("nope", "log")]
+)
+def test_cached_decoding_equals_full_recomputation(pos_encoding, attention_scale):
+    model = tiny_model(pos_encoding, attention_scale=attention_scale)
     tok = TOKENIZER
     rng = np.random.default_rng(0)
     prompts = torch.from_numpy(
@@ -54,6 +66,23 @@ def test_cached_decoding_equals_full_recomputation(pos_encoding):
     reference = recompute_greedy(model, prompts, 20)
     assert torch.equal(out.tokens, reference)
     assert torch.equal(out.finished, (reference == EOS).any(1))
+
+
+@torch.no_grad()
+def test_log_attention_scale_multiplies_a_querys_logits_by_the_log_of_the_keys_it_sees():
+    """One attention layer, worked by hand: the query at position p sees p + 1 keys, its logits q.k / sqrt(d)
+    are multiplied by log(p + 1) before the softmax (so the first token's are 0, the third's by log 3)."""
+    cfg = ModelConfig(n_head=1, n_embd=4, attention_scale="log")
+    layer = Attention(cfg).eval()
+    x = torch.randn(1, 3, 4)
+    q, k, v = layer.qkv(x).split(4, dim=-1)
+    weights = [torch.softmax(math.log(p + 1) * (k[0, : p + 1] @ q[0, p]) / 2.0, dim=0) for p in range(3)]
+    by_hand = torch.stack([w @ v[0, : len(w)] for w in weights])
+    assert torch.allclose(layer(x, None, None, 0)[0], layer.proj(by_hand), atol=1e-6)
+    # Decoding the third token alone against a cache of the first two scales it the same way.
+    cache = (torch.zeros(1, 1, 3, 4), torch.zeros(1, 1, 3, 4))
+    layer(x[:, :2], None, cache, 0)
+    assert torch.allclose(layer(x[:, 2:], None, cache, 2)[0, 0], layer.proj(by_hand[2]), atol=1e-6)
 
 
 def test_rows_stop_at_their_own_eos():
