@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from selfimprove.config import saved_value
 from selfimprove.store import CorruptFileError, RunDir, read_json
 
 # Config keys that define what the base models are: their shape, and the task and difficulties they learned.
@@ -52,10 +53,10 @@ def check(base_from: str, config: Mapping[str, Any], vocabulary: list[str], sour
     if saved.get("vocabulary") != vocabulary:
         raise BaseFromError(f"base_from={base_from} was trained on another vocabulary: {saved.get('vocabulary')}")
     theirs = saved["config"]
-    differ = [  # a key the source's run.json lacks (the config gained it later) counts as unchanged, as on resume
-        f"{key}: {theirs.get(key)!r} there, {value!r} here"
+    differ = [  # a key the source's run.json lacks (the config gained it later): as on resume (saved_value)
+        f"{key}: {saved_value(theirs, key, None)!r} there, {value!r} here"
         for key, value in config.items()
-        if key.startswith(BASE_PREFIXES) and key not in NOT_BASE and theirs.get(key, value) != value
+        if key.startswith(BASE_PREFIXES) and key not in NOT_BASE and saved_value(theirs, key, value) != value
     ]
     if differ:
         raise BaseFromError(f"base_from={base_from} trained another base: " + "; ".join(differ))

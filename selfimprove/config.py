@@ -45,14 +45,25 @@ class ModelConfig:
     norm: str = "layernorm"  # layernorm | rmsnorm
     pos_encoding: str = "nope"  # nope | rope | learned
     rope_theta: float = 10000.0
-    # none | log: a query's attention logits times the log of the number of keys it sees (scalable softmax), so
+    # log | none: a query's attention logits times the log of the number of keys it sees (scalable softmax), so
     # attention stays as sharp past the trained lengths as within them instead of spreading over more keys
-    attention_scale: str = "none"
+    attention_scale: str = "log"
     dropout: float = 0.0
     # hf only (selfimprove/hf_model.py)
     path: str | None = None  # a local model directory, or a Hugging Face hub id found in the local cache
     lora: LoraConfig = field(default_factory=LoraConfig)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower steps
+
+
+# What a key had before it existed, where that differs from its schema default: a run.json or a checkpoint saved
+# before the key was added ran with this value, and is read so (a resume, base_from, a restored model).
+BEFORE_THE_KEY: dict[str, Any] = {"model.attention_scale": "none"}
+
+
+def saved_value(saved: dict[str, Any], key: str, today: Any) -> Any:
+    """A dotted key's value in a saved, flattened config: one it lacks had its value from before the key existed
+    (BEFORE_THE_KEY), else counts as `today`'s (unchanged)."""
+    return saved[key] if key in saved else BEFORE_THE_KEY.get(key, today)
 
 
 @dataclass

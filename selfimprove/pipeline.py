@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from selfimprove import base_from, graph, report, runlock, stages, wandb_sink
+from selfimprove.config import saved_value
 from selfimprove.store import RunDir, atomic_write_json, read_json
 from selfimprove.train import resolve_device
 
@@ -67,9 +68,9 @@ def check_resumable(saved: dict[str, Any], cfg: DictConfig) -> None:
     if saved.get("vocabulary", vocabulary) != vocabulary:
         raise ResumeError(f"resuming would change the vocabulary, refused: {saved['vocabulary']} -> {vocabulary}")
     changed = [
-        f"{key}: {saved['config'].get(key)!r} -> {value!r}"
+        f"{key}: {saved_value(saved['config'], key, None)!r} -> {value!r}"
         for key, value in result_config(cfg).items()
-        if saved["config"].get(key, value) != value
+        if saved_value(saved["config"], key, value) != value
     ] + [f"{key}: removed" for key in saved["config"] if key not in result_config(cfg)]
     if changed:
         raise ResumeError("resuming would change results, refused: " + "; ".join(changed))

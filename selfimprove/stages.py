@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from selfimprove import base_from, noise, precision
-from selfimprove.config import ModelConfig
+from selfimprove.config import BEFORE_THE_KEY, ModelConfig
 from selfimprove.data import BaseSource, MixtureSampler, Source, round_mixture
 from selfimprove.decoder import Decoder, build
 from selfimprove.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_point, judged
@@ -131,8 +131,11 @@ def restore(
     """A model with the checkpoint's weights, and the checkpoint; refused in one line when the checkpoint
     was written for another vocabulary, model shape or base model."""
     checkpoint = run.load_checkpoint(path)
-    # A key the model config gained after the checkpoint was written had its default there.
-    saved_model = {**OmegaConf.to_container(OmegaConf.structured(ModelConfig)), **checkpoint.get("model_config", {})}
+    # A key the model config gained after the checkpoint was written had its default there, or its value before
+    # it existed.
+    before = {key.removeprefix("model."): v for key, v in BEFORE_THE_KEY.items() if key.startswith("model.")}
+    defaults = {**OmegaConf.to_container(OmegaConf.structured(ModelConfig)), **before}
+    saved_model = {**defaults, **checkpoint.get("model_config", {})}
     for what, mine, saved in (
         ("vocabulary", tokenizer.vocabulary, checkpoint.get("vocabulary")),
         ("model", OmegaConf.to_container(model_cfg), saved_model),

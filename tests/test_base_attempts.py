@@ -9,9 +9,9 @@ from conftest import QUICK, kill_and_resume, outcome, read_jsonl, run_cli, unint
 
 pytestmark = pytest.mark.slow
 
-# Copy 1-3 in 120 steps of the quick model: what it learns of 3 digits depends on the seed (measured: 1 of 32 right
-# from the base's own seed, 6 of 32 from the second attempt's). At a threshold of 0.1 the first fails, the next learns.
-ARGS = [*QUICK, "data.base_max=3", "training.base_steps=120", "si.collapse_threshold=0.1"]
+# Copy 1-3 in 120 steps of the quick model: what it learns of 3 digits depends on the seed (measured: 3 of 32 right
+# from the base's own seed, 8 of 32 from the second attempt's). At a threshold of 0.15 the first fails, the next learns.
+ARGS = [*QUICK, "data.base_max=3", "training.base_steps=120", "si.collapse_threshold=0.15"]
 
 
 def marker(run_dir, stage: str) -> dict:
@@ -29,8 +29,8 @@ def test_a_base_that_did_not_learn_is_trained_again_until_one_learns(tmp_path):
     proc = run_cli(*ARGS, "training.base_attempts=3", "si.rounds=1", f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     first, second = marker(run_dir, "base.voter0.checked"), marker(run_dir, "base.voter0.attempt2.checked")
-    assert first["accuracy"]["3"] < 0.1 and not first["learnt"]  # the premise: the first seed did not learn 3
-    assert second["accuracy"]["3"] >= 0.1 and second["learnt"]
+    assert first["accuracy"]["3"] < 0.15 and not first["learnt"]  # the premise: the first seed did not learn 3
+    assert second["accuracy"]["3"] >= 0.15 and second["learnt"]
     assert not (run_dir / "done" / "base.voter0.attempt3.checked.json").exists()  # one that learnt ends the search
     assert "voter 0's base (attempt 1 of 3) did not learn its base set" in proc.stdout
     assert "attempt 2 of 3" not in proc.stdout

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import torch
 from conftest import (
     QUICK,
     REPO,
@@ -143,3 +144,25 @@ def test_a_second_process_on_a_running_run_is_refused(tmp_path):
         first.kill()
         first.wait()
     assert not runlock.held(run_dir)  # SIGKILL, no clean-up: the lock is gone with its holder
+
+
+@SHARED_RUNS
+def test_a_run_saved_before_attention_scale_existed_resumes_only_as_it_ran(tmp_path, base_run):
+    """model.attention_scale came with log as the tiny model's default; a run (run.json and checkpoint) saved
+    without the key ran plain attention, so resuming it with the new default is refused, and with
+    model.attention_scale=none it goes on."""
+    run_dir = copy_run(base_run, tmp_path / "run")
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["config"].pop("model.attention_scale") == "log"  # the premise: the quick model's default
+    (run_dir / "run.json").write_text(json.dumps(record))
+    path = run_dir / "checkpoints" / "voter0" / "latest.pt"
+    checkpoint = torch.load(path, weights_only=False)
+    del checkpoint["model_config"]["attention_scale"]
+    torch.save(checkpoint, path)
+
+    refused = run_cli(*QUICK, f"resume={run_dir}", "si.rounds=1")
+    assert refused.returncode == 2
+    assert "model.attention_scale: 'none' -> 'log'" in refused.stderr
+    resumed = run_cli(*QUICK, f"resume={run_dir}", "si.rounds=1", "model.attention_scale=none")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text())["rounds"][-1]["round"] == 1
