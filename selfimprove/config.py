@@ -184,8 +184,9 @@ class Config:
 
 def typed(container: dict[str, Any]) -> Any:
     """A composed config kept as a plain container (a job's, a run.json's), typed again by the schema: a key
-    the container lacks takes the schema's default."""
-    return OmegaConf.merge(OmegaConf.structured(Config), container)
+    the container lacks takes its value from before the key existed (BEFORE_THE_KEY), else the schema's default."""
+    before = OmegaConf.from_dotlist([f"{key}={value}" for key, value in BEFORE_THE_KEY.items()])
+    return OmegaConf.merge(OmegaConf.structured(Config), before, container)
 
 
 def register_configs() -> None:

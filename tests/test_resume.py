@@ -23,6 +23,7 @@ from conftest import (
     uninterrupted_outcome,
 )
 
+import selfimprove
 from selfimprove import runlock
 
 pytestmark = pytest.mark.slow
@@ -159,6 +160,8 @@ def test_a_run_saved_before_attention_scale_existed_resumes_only_as_it_ran(tmp_p
     checkpoint = torch.load(path, weights_only=False)
     del checkpoint["model_config"]["attention_scale"]
     torch.save(checkpoint, path)
+
+    assert selfimprove.load(run_dir).model.cfg.attention_scale == "none"  # loaded as it ran
 
     refused = run_cli(*QUICK, f"resume={run_dir}", "si.rounds=1")
     assert refused.returncode == 2
