@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from selfimprove import base_from, noise, precision
-from selfimprove.config import BEFORE_THE_KEY, ModelConfig
+from selfimprove.config import typed
 from selfimprove.data import BaseSource, MixtureSampler, Source, round_mixture
 from selfimprove.decoder import Decoder, build
 from selfimprove.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_point, judged
@@ -131,11 +131,9 @@ def restore(
     """A model with the checkpoint's weights, and the checkpoint; refused in one line when the checkpoint
     was written for another vocabulary, model shape or base model."""
     checkpoint = run.load_checkpoint(path)
-    # A key the model config gained after the checkpoint was written had its default there, or its value before
-    # it existed.
-    before = {key.removeprefix("model."): v for key, v in BEFORE_THE_KEY.items() if key.startswith("model.")}
-    defaults = {**OmegaConf.to_container(OmegaConf.structured(ModelConfig)), **before}
-    saved_model = {**defaults, **checkpoint.get("model_config", {})}
+    # A key the model config gained after the checkpoint was written had there what a saved config lacking it
+    # is typed with: its value from before it existed, else its default.
+    saved_model = {**OmegaConf.to_container(typed({"model": {}}).model), **checkpoint.get("model_config", {})}
     for what, mine, saved in (
         ("vocabulary", tokenizer.vocabulary, checkpoint.get("vocabulary")),
         ("model", OmegaConf.to_container(model_cfg), saved_model),
@@ -322,6 +320,11 @@ def base_attempt_stage(voter: int, attempt: int) -> str:
     return base_stage(voter) if attempt == 0 else f"{base_stage(voter)}.attempt{attempt + 1}"
 
 
+def _base_sampler_seed(cfg: DictConfig, voter: int, attempt: int) -> list[int]:
+    """The base-data stream of an attempt at a voter's base: the first attempt's is the one a base has always had."""
+    return [cfg.training.seed, TRAIN_STREAM, voter, 0] + ([attempt] if attempt else [])
+
+
 def base_learnt(accuracy: Mapping[Any, float], threshold: float) -> bool:
     """A base model learnt its base set: its accuracy at every base difficulty is at least `threshold`
     (si.collapse_threshold: below it, the run stops at round 0)."""
@@ -338,7 +341,7 @@ def train_base(ctx: Context, voter: int) -> dict:
         return base_from.adopt(run, cfg.base_from, voter, stage, source_voter, source_stage)
     attempts = cfg.training.base_attempts
     if attempts == 1:  # nothing to check it for: the round-0 evaluation judges it
-        return _train(ctx, stage, voter, 0, cfg.training.base_steps, [cfg.training.seed, TRAIN_STREAM, voter, 0])
+        return _train(ctx, stage, voter, 0, cfg.training.base_steps, _base_sampler_seed(cfg, voter, 0))
     if run.is_done(stage):
         return run.result(stage)
     tried = [_base_attempt(ctx, voter, 0)]
@@ -364,7 +367,7 @@ def _base_attempt(ctx: Context, voter: int, attempt: int) -> dict:
     marker = f"{base_attempt_stage(voter, attempt)}.checked"
     if run.is_done(marker):
         return run.result(marker)
-    seed = [cfg.training.seed, TRAIN_STREAM, voter, 0] + ([attempt] if attempt else [])
+    seed = _base_sampler_seed(cfg, voter, attempt)
     trained = _train(ctx, base_attempt_stage(voter, attempt), voter, 0, cfg.training.base_steps, seed, mark=False)
     started = time.perf_counter()
     accuracy = accuracy_per_point(
