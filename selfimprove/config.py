@@ -189,6 +189,19 @@ def typed(container: dict[str, Any]) -> Any:
     return OmegaConf.merge(OmegaConf.structured(Config), before, container)
 
 
+def check_base_only(cfg: Any, overrides: list[str]) -> None:
+    """`si=none` asks for the base alone, but an experiment preset merges after the si group and may set
+    `si.rounds` itself: refuse that mix in one line, unless the command sets si.rounds as well."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    given = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(overrides)}
+    if given.get("si") == "none" and "si.rounds" not in given and cfg.si.rounds > 0:
+        raise ConfigError(
+            f"si=none trains and evaluates the base only, but experiment={given.get('experiment')} sets "
+            f"si.rounds={cfg.si.rounds} after it: add si.rounds=0 (or leave out si=none to run the rounds)"
+        )
+
+
 def register_configs() -> None:
     """Schemas into the ConfigStore, and the resolver conf/config.yaml uses to place resumed runs."""
     if not OmegaConf.has_resolver("if_resume"):

@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from selfimprove import pipeline
 from selfimprove.base_from import BaseFromError
-from selfimprove.config import ConfigError, register_configs, validate
+from selfimprove.config import ConfigError, check_base_only, register_configs, validate
 from selfimprove.store import CorruptFileError
 from selfimprove.sweepdir import LaunchError, SweepDir, one_line
 
@@ -93,6 +93,7 @@ def compose_point(overrides: list[str]) -> DictConfig:
     """Compose and validate one point; LaunchError names the point when it does not."""
     try:
         cfg = compose(config_name="config", overrides=overrides)
+        check_base_only(cfg, overrides)
         validate(cfg)
     except (HydraException, OmegaConfBaseException, ConfigError) as e:
         raise LaunchError(f"{' '.join(overrides)}: {one_line(e)}") from None

@@ -43,6 +43,8 @@ def test_unknown_key(tmp_path):
         (["training.base_attempts=0"], "training.base_attempts=0 must be at least 1"),
         (["training.round_lr=0"], "training.round_lr=0.0 must be positive"),
         (["base_from_voters=[1]"], "base_from_voters needs base_from"),
+        # the preset merges after the si group: si=none alone would run its 2 rounds
+        (["si=none"], "si=none trains and evaluates the base only, but experiment=quick sets si.rounds=2"),
         (["base_from=x", "base_from_voters=[0,2]"], "names 2 voters, si.filters.voters=1: one each"),
         (["base_from=x", "si.filters.voters=2", "base_from_voters=[2,2]"], "distinct voter numbers >= 0"),
         pytest.param(

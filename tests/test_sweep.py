@@ -118,6 +118,7 @@ def test_dry_run_prints_the_graph_and_writes_nothing(tmp_path):
         (["--cluster", "debug", "model=huge"], "Could not find 'model/huge'"),
         (["--cluster", "debug", "model.n_layers=4"], "n_layers"),
         (["--cluster", "debug", "si.filters.voters=2,0"], "si.filters.voters=0 must be at least 1"),
+        (["--cluster", "debug", "si=none"], "experiment=quick sets si.rounds=2 after it: add si.rounds=0"),
         (["--cluster", "debug", "hydra.run.dir=x"], "sweep.py takes hydra.launcher.* settings only"),
         (["--cluster", "local", "hydra.launcher.partitions=gpu"], "launcher settings"),
     ],
