@@ -102,7 +102,7 @@ class TrainingConfig:
     # seeds a voter's base stage may try: a base scoring below si.collapse_threshold at some base difficulty (it
     # did not learn its base set) is trained again from a new seed; 1: one seed, as before
     base_attempts: int = 1
-    round_steps: int = 400
+    round_steps: int = 300
     schedule: str = "wsd"  # wsd (warmup-stable-decay) | cosine
     warmup_steps: int = 100
     # a round's warmup (null: warmup_steps, as the base stage); a round goes on from the last one's optimiser moments

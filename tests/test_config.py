@@ -141,8 +141,8 @@ def test_unknown_option_fails_at_composition():
         (["training.optim.beta2=1"], r"beta2=1.0 must lie in \[0, 1\)"),
         (["training.seed=-1"], r"training.seed=-1 must be >= 0"),
         (["training.warmup_steps=1801"], r"warmup_steps=1801 is longer than a stage \(training.base_steps=1800"),
-        (["training.warmup_steps=401"], r"warmup_steps=401 is longer than a stage"),  # a round is 400 steps
-        (["training.round_warmup_steps=401"], r"round_warmup_steps=401 is longer than a stage \(training.round_st"),
+        (["training.warmup_steps=301"], r"warmup_steps=301 is longer than a stage"),  # a round is 300 steps
+        (["training.round_warmup_steps=301"], r"round_warmup_steps=301 is longer than a stage \(training.round_st"),
         (["training.round_warmup_steps=-1"], r"training.round_warmup_steps=-1 must be >= 0"),
     ],
 )
@@ -152,8 +152,8 @@ def test_inconsistent_values_are_one_clear_error(overrides, message):
 
 
 def test_warmup_longer_than_a_round_is_fine_without_rounds():
-    validate(make("si=none", "training.warmup_steps=401"))  # only the base stage runs: 1800 steps
+    validate(make("si=none", "training.warmup_steps=301"))  # only the base stage runs: 1800 steps
 
 
 def test_base_warmup_longer_than_a_round_is_fine_with_a_round_warmup_of_its_own():
-    validate(make("training.warmup_steps=401", "training.round_warmup_steps=20"))
+    validate(make("training.warmup_steps=301", "training.round_warmup_steps=20"))
