@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import MISSING, OmegaConf
 
 
@@ -192,8 +193,6 @@ def typed(container: dict[str, Any]) -> Any:
 def check_base_only(cfg: Any, overrides: list[str]) -> None:
     """`si=none` asks for the base alone, but an experiment preset merges after the si group and may set
     `si.rounds` itself: refuse that mix in one line, unless the command sets si.rounds as well."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     given = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(overrides)}
     if given.get("si") == "none" and "si.rounds" not in given and cfg.si.rounds > 0:
         raise ConfigError(
