@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 # CPU wheel by default; on a GPU machine: make install TORCH=torch  (or pip install torch first)
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run test lint clean
+.PHONY: install run test test-fast lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: install
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The edit-test loop: every test not marked slow (no SLURM, no SIGKILL/resume matrix, no end-to-end training).
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

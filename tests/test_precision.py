@@ -38,6 +38,7 @@ def losses_of(cfg: TrainingConfig, steps: int) -> list[float]:
     return logged
 
 
+@pytest.mark.slow  # 120 training steps: bf16 on a CPU without AMX is emulated and slow
 def test_bf16_autocast_trains_like_fp32():
     fp32 = losses_of(TrainingConfig(precision="fp32", warmup_steps=5, log_every=20), 60)
     bf16 = losses_of(TrainingConfig(precision="bf16", warmup_steps=5, log_every=20), 60)
