@@ -141,7 +141,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def emit(name: str, info: dict[str, Any], rows: Sequence[dict[str, Any]], columns: Sequence[str], path: Path | None):
-    """Print `rows` as a Markdown table of `columns` (as pasted into the README), then every figure
+    """Print `rows` as a Markdown table of `columns` (as pasted into docs/performance.md), then every figure
     as one JSON object on the last line; also write that JSON to `path`."""
     print(f"# {name} on {info['device']} ({info['torch_threads']} threads, torch {info['torch']}, {info['date']})")
     print("| " + " | ".join(columns) + " |")

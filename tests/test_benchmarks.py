@@ -1,4 +1,4 @@
-"""The benchmarks run (tiny sizes) and print what the README's tables are made of; the contenders they
+"""The benchmarks run (tiny sizes) and print what docs/performance.md's tables are made of; the contenders they
 time compute the same thing as ours."""
 
 from __future__ import annotations

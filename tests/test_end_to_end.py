@@ -184,7 +184,7 @@ def test_wandb_online_without_credentials_or_network_is_one_line(tmp_path):
     assert not run_dir.exists()
 
 
-# The rules of every task's format, written again from the README, independently of selfimprove.tasks.
+# The rules of every task's format, written again from docs/tasks.md, independently of selfimprove.tasks.
 HINT_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 

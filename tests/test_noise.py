@@ -1,4 +1,4 @@
-"""Label-noise injection per kind, checked against what each kind promises (README "Label noise")."""
+"""Label-noise injection per kind, checked against what each kind promises (docs/label-noise.md)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The README's "add your own task" example: worked examples written by hand, not produced by the code under test."""
+"""The README's "Extending" example: worked examples written by hand, not produced by the code under test."""
 
 from selfimprove.tasks import get_task
 

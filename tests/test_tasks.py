@@ -1,4 +1,4 @@
-"""Every task's format, pinned by worked examples written by hand from the rules (README "Tasks")."""
+"""Every task's format, pinned by worked examples written by hand from the rules (docs/tasks.md)."""
 
 import itertools
 

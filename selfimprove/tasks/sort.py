@@ -1,6 +1,6 @@
 """Sort: `a=` -> the digits of `a` in ascending order. Difficulty: the number of digits.
 
-The README's "add your own task" example: this file, conf/data/sort.yaml and tests/test_sort.py are
+The README's "Extending" example: this file, conf/data/sort.yaml and tests/test_sort.py are
 all it takes.
 """
 
