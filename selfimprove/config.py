@@ -158,6 +158,9 @@ class SIConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     reach_threshold: float = 0.98  # reach: largest size n with accuracy >= this at every difficulty up to n
     collapse_threshold: float = 0.5  # stop when accuracy at the newest step (or any base difficulty) falls below this
+    # say the run is drifting when label accuracy fell this many rounds in a row while the newest step stayed under
+    # reach_threshold: its errors feed on themselves, usually rounds before a collapse (0: never; it never stops a run)
+    drift_rounds: int = 3
     keep_round_checkpoints: bool = False
 
 
@@ -344,6 +347,7 @@ def validate(cfg: Any) -> None:
     for key in ("reach_threshold", "collapse_threshold", "accelerate_threshold", "advance_threshold"):
         value = getattr(s, key)
         need(0.0 <= value <= 1.0, f"si.{key}={value} must lie in [0, 1]")
+    need(s.drift_rounds >= 0, f"si.drift_rounds={s.drift_rounds} must be >= 0 (0: never report drift)")
 
     furthest = Curriculum.from_config(cfg, task).furthest_size(s.rounds)
     point = (furthest, furthest) if task.pair else furthest

@@ -21,6 +21,7 @@ RESUME_FREE = (
     "progress",
     "logger",
     "si.rounds",
+    "si.drift_rounds",
     "training.device",
     "training.threads",
     "training.log_every",
@@ -144,4 +145,6 @@ def publish(ctx: stages.Context, stopped: str | None = None) -> dict[str, Any]:
     if summary["rounds"]:
         ctx.metrics.publish(summary, stages.global_step(ctx.cfg, summary["rounds"][-1]["round"]), ctx.run.plots)
     print("\n" + report.round_table(summary), flush=True)
+    if summary["drift"]:
+        print(summary["drift"], flush=True)
     return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from selfimprove.logging import table
@@ -53,7 +54,29 @@ def summarize(ctx: Context, stopped: str | None = None) -> dict[str, Any]:
         "reach": rounds[-1]["reach"] if rounds else 0,
         "seconds": round(sum(x["seconds"] for x in rounds), 2),
         "stopped": stopped,
+        "drift": drift(rounds, ctx.cfg.si.drift_rounds, ctx.cfg.si.reach_threshold),
     }
+
+
+def drift(rounds: list[dict[str, Any]], in_a_row: int, reach_threshold: float) -> str | None:
+    """Why the run looks like it is drifting after its latest round, or None: label accuracy fell in each of
+    the last `in_a_row` rounds while the newest step stayed under the reach threshold after each of them, so
+    the model trains on more of its own errors every round (the collapse rule sees it only once accuracy at
+    the newest step is gone)."""
+    labelled = [r for r in rounds if r["label_accuracy"] is not None]
+    if in_a_row < 1 or len(labelled) < in_a_row + 1 or labelled[-1] is not rounds[-1]:
+        return None
+    window = labelled[-(in_a_row + 1) :]
+    accuracies = [r["label_accuracy"] for r in window]
+    falling = all(later < earlier for earlier, later in itertools.pairwise(accuracies))
+    if not falling or any(r["acc_newest"] >= reach_threshold for r in window[1:]):
+        return None
+    trail = " -> ".join(f"{a:.3f}" for a in accuracies)
+    return (
+        f"drifting: label accuracy fell {in_a_row} rounds in a row ({trail}, rounds {window[0]['round']}-"
+        f"{window[-1]['round']}) while the newest step stayed under si.reach_threshold={reach_threshold}: the "
+        "model is training on more of its own errors each round (the run goes on; si.drift_rounds sets this)"
+    )
 
 
 def round_table(summary: dict[str, Any]) -> str:

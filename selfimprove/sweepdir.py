@@ -260,6 +260,8 @@ def _pipeline(sweep: SweepDir, entry: dict[str, Any], extras: list[str], states:
         + (f"{label_accuracy:.3f}" if label_accuracy is not None else "-"),
         table(["step", "done", "job", "state"], rows),
     ]
+    if summary.get("drift"):  # summaries written before drift was reported have no such key
+        lines.insert(2, summary["drift"])
     for stage, r, state in failures:
         lines.append(f"FAILED {stage}: job {r['id']} {state}   log: {r['stderr']}")
         lines += ["    " + line for line in traceback_tail(Path(r["stderr"]))]

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import to_rgba
 
-from selfimprove.report import _rounds_grid, plot
+from selfimprove.report import _rounds_grid, drift, plot
 
 SUMMARY = {
     "task": "copy",
@@ -46,3 +46,36 @@ def test_heatmap_marks_and_axes():
 def test_plots_are_written(tmp_path):
     plot(SUMMARY, tmp_path)
     assert (tmp_path / "accuracy.png").stat().st_size > 5_000 and (tmp_path / "labels.png").stat().st_size > 5_000
+
+
+def labelled_round(round_: int, label_accuracy: float, acc_newest: float) -> dict:
+    return {"round": round_, "label_accuracy": label_accuracy, "acc_newest": acc_newest}
+
+
+BASE_ROUND = {"round": 0, "label_accuracy": None, "acc_newest": 1.0}
+
+
+def test_drift_is_said_when_label_accuracy_falls_rounds_in_a_row_below_the_reach():
+    # cpu_reverse on the AMD machine (issue #32): 0.935, 0.944, 0.853, 0.740, 0.620 with the newest length under 0.98
+    rounds = [BASE_ROUND] + [
+        labelled_round(r, a, 0.95) for r, a in enumerate([0.935, 0.944, 0.853, 0.740, 0.620], start=1)
+    ]
+    assert drift(rounds[:4], 3, 0.98) is None  # one fall so far
+    assert drift(rounds[:5], 3, 0.98) is None  # two falls in a row
+    said = drift(rounds, 3, 0.98)
+    assert said is not None and "0.944 -> 0.853 -> 0.740 -> 0.620" in said and "rounds 2-5" in said
+    assert drift(rounds[:5], 2, 0.98) is not None  # two in a row is enough when asked for two
+    assert drift(rounds, 0, 0.98) is None  # 0: never
+
+
+def test_no_drift_when_a_round_recovers_or_the_newest_step_is_learnt():
+    recovered = [BASE_ROUND] + [
+        labelled_round(r, a, 0.95) for r, a in enumerate([0.99, 0.98, 0.97, 0.975, 0.96], start=1)
+    ]
+    assert drift(recovered, 3, 0.98) is None  # round 4 rose: the last three are not all falls
+    learnt = [BASE_ROUND] + [
+        labelled_round(r, a, 0.99 if r == 3 else 0.95) for r, a in enumerate([0.99, 0.98, 0.97, 0.96], start=1)
+    ]
+    assert drift(learnt, 3, 0.98) is None  # round 3 brought the newest step over the reach threshold
+    flat = [BASE_ROUND] + [labelled_round(r, 0.97, 0.95) for r in range(1, 5)]
+    assert drift(flat, 3, 0.98) is None  # level is not falling
