@@ -11,13 +11,16 @@ import contextlib
 import sys
 from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
+from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import OverrideParseException
 from omegaconf import DictConfig
 
 from selfimprove.base_from import BaseFromError
-from selfimprove.config import ConfigError, check_base_only, register_configs, validate
+from selfimprove.config import ConfigError, check_base_only, check_keys, register_configs, validate
 from selfimprove.pipeline import ResumeError, run, saved_run
 from selfimprove.runlock import LOCK_FILE, RunLockedError
 from selfimprove.store import CorruptFileError, IncompatibleCheckpointError, RunDir
@@ -61,8 +64,7 @@ def main(cfg: DictConfig) -> None:
         NonFiniteLossError,
     ) as e:
         remove_if_unstarted(run_dir)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        refuse(str(e))
 
 
 def remove_if_unstarted(run_dir: Path) -> None:
@@ -79,9 +81,22 @@ def hydra_quoted(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
 
 
-def resume_argument(argv: list[str]) -> list[str]:
-    """Refuse a resume path that is not a run directory before Hydra creates or writes anything there, and
-    quote it for Hydra's override grammar, so that any path a run was created in can be resumed."""
+def refuse(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def checked_arguments(argv: list[str]) -> list[str]:
+    """The command line checked before Hydra creates or writes anything: every key is the schema's, and a
+    resume path is a run directory, quoted for Hydra's override grammar (so that any path a run was created in
+    can be resumed)."""
+    overrides = get_args_parser().parse_known_intermixed_args(argv)[0].overrides
+    try:
+        check_keys(overrides)
+    except OverrideParseException:
+        pass  # not an override Hydra can read: its own message says why
+    except ConfigError as e:
+        refuse(str(e))
     args = []
     for arg in argv:
         if arg.startswith("resume=") and arg.removeprefix("resume=") not in ("", "null"):
@@ -91,13 +106,12 @@ def resume_argument(argv: list[str]) -> list[str]:
             try:
                 saved_run(Path(path))
             except (ResumeError, CorruptFileError) as e:
-                print(f"error: {e}", file=sys.stderr)
-                sys.exit(2)
+                refuse(str(e))
             arg = f"resume={hydra_quoted(path)}"
         args.append(arg)
     return args
 
 
 if __name__ == "__main__":
-    sys.argv[1:] = resume_argument(sys.argv[1:])
+    sys.argv[1:] = checked_arguments(sys.argv[1:])
     main()

@@ -27,10 +27,14 @@ def test_unknown_group_option_names_the_valid_ones(tmp_path):
     assert "small" in proc.stderr and "tiny" in proc.stderr
 
 
-def test_unknown_key(tmp_path):
-    proc = run_cli("training.learning_rate=1", f"hydra.run.dir={tmp_path / 'run'}")
-    assert proc.returncode != 0
-    assert "learning_rate" in proc.stderr
+@pytest.mark.parametrize("typed", ["si.round=3", "+si.round=3", "++si.round=3"])
+def test_unknown_key_is_refused_with_or_without_plus(tmp_path, typed):
+    """Hydra's own refusal suggests `+si.round=3`, which would add a key nothing reads (and record it)."""
+    run_dir = tmp_path / "run"
+    proc = run_cli(*QUICK, typed, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {typed}: si has no key 'round': did you mean si.rounds?"]
+    assert not run_dir.exists()
 
 
 @pytest.mark.parametrize(

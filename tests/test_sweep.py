@@ -116,7 +116,8 @@ def test_dry_run_prints_the_graph_and_writes_nothing(tmp_path):
     [
         (["--cluster", "pbs"], "unknown cluster 'pbs': choose one of slurm, local, debug"),
         (["--cluster", "debug", "model=huge"], "Could not find 'model/huge'"),
-        (["--cluster", "debug", "model.n_layers=4"], "n_layers"),
+        (["--cluster", "debug", "model.n_layers=4"], "model has no key 'n_layers': did you mean model.n_layer?"),
+        (["--cluster", "debug", "+si.round=3"], "+si.round=3: si has no key 'round'"),
         (["--cluster", "debug", "si.filters.voters=2,0"], "si.filters.voters=0 must be at least 1"),
         (["--cluster", "debug", "si=none"], "experiment=quick sets si.rounds=2 after it: add si.rounds=0"),
         (["--cluster", "debug", "hydra.run.dir=x"], "sweep.py takes hydra.launcher.* settings only"),
