@@ -20,7 +20,7 @@ from hydra.errors import OverrideParseException
 from omegaconf import DictConfig
 
 from selfimprove.base_from import BaseFromError
-from selfimprove.config import ConfigError, check_base_only, check_keys, register_configs, validate
+from selfimprove.config import ConfigError, check_keys, check_overrides, register_configs, validate
 from selfimprove.pipeline import ResumeError, run, saved_run
 from selfimprove.runlock import LOCK_FILE, RunLockedError
 from selfimprove.store import CorruptFileError, IncompatibleCheckpointError, RunDir
@@ -47,7 +47,7 @@ def main(cfg: DictConfig) -> None:
             cfg = resume_config(run_dir, overrides)
             overrides = saved_run(run_dir)["overrides"]
         else:  # a resumed run was checked when it started
-            check_base_only(cfg, overrides)
+            check_overrides(cfg, overrides)
         validate(cfg)
         cfg.progress = bool(cfg.progress and sys.stderr.isatty())  # no tqdm bars in a log file or a pipe
         # Hydra's .hydra/ record (output_subdir is null) is written once the run is open, so a refused start

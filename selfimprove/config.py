@@ -195,10 +195,31 @@ def typed(container: dict[str, Any]) -> Any:
     return OmegaConf.merge(OmegaConf.structured(Config), before, container)
 
 
-def check_base_only(cfg: Any, overrides: list[str]) -> None:
-    """`si=none` asks for the base alone, but an experiment preset merges after the si group and may set
-    `si.rounds` itself: refuse that mix in one line, unless the command sets si.rounds as well."""
+# Settings only base training reads: a run that adopts its bases (base_from) trains none.
+BASE_TRAINING = ("training.base_steps", "training.base_attempts")
+
+
+def check_overrides(cfg: Any, overrides: list[str]) -> None:
+    """Refuse, in one line, a command whose settings would not do what they say, though each value is valid:
+    - `si=none` asks for the base alone, but an experiment preset merges after the si group and may set
+      `si.rounds` itself (unless the command sets si.rounds as well);
+    - a base-training setting given with base_from, whose base models were trained by that run's settings;
+    - a task parameter (data.*) the task does not read, with its other parameters.
+    run.json would record each as a result-determining setting that nothing read."""
+    from selfimprove.tasks import TASKS, get_task
+
     given = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(overrides)}
+    for key in BASE_TRAINING:
+        if cfg.base_from and key in given:
+            raise ConfigError(
+                f"{key}={given[key]} has no effect with base_from={cfg.base_from}: its base models are adopted as "
+                f"that run trained them (leave {key} out)"
+            )
+    task = get_task(cfg.data.task, cfg.data)
+    for name in sorted({p for cls in TASKS.values() for p in cls.parameters} - set(task.settings())):
+        if f"data.{name}" in given:
+            reads = ", ".join(f"data.{s}={cfg.data[s]}" for s in task.settings()) or "no task parameter"
+            raise ConfigError(f"data.{name}={given[f'data.{name}']} has no effect: data.task={task.name} reads {reads}")
     if given.get("si") == "none" and "si.rounds" not in given and cfg.si.rounds > 0:
         raise ConfigError(
             f"si=none trains and evaluates the base only, but experiment={given.get('experiment')} sets "

@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from selfimprove import pipeline
 from selfimprove.base_from import BaseFromError
-from selfimprove.config import CONF, ConfigError, check_base_only, check_keys, register_configs, validate
+from selfimprove.config import CONF, ConfigError, check_keys, check_overrides, register_configs, validate
 from selfimprove.store import CorruptFileError
 from selfimprove.sweepdir import LaunchError, SweepDir, one_line
 
@@ -96,7 +96,7 @@ def compose_point(overrides: list[str]) -> DictConfig:
         raise LaunchError(str(e)) from None
     try:
         cfg = compose(config_name="config", overrides=overrides)
-        check_base_only(cfg, overrides)
+        check_overrides(cfg, overrides)
         validate(cfg)
     except (HydraException, OmegaConfBaseException, ConfigError) as e:
         raise LaunchError(f"{' '.join(overrides)}: {one_line(e)}") from None

@@ -47,6 +47,10 @@ def test_unknown_key_is_refused_with_or_without_plus(tmp_path, typed):
         (["training.base_attempts=0"], "training.base_attempts=0 must be at least 1"),
         (["training.round_lr=0"], "training.round_lr=0.0 must be positive"),
         (["base_from_voters=[1]"], "base_from_voters needs base_from"),
+        # settings that would be recorded in run.json but read by nothing
+        (["data=maze", "data.hops=100"], "data.hops=100 has no effect: data.task=maze reads data.maze_difficulty=hops"),
+        (["data.side_nodes=2"], "data.side_nodes=2 has no effect: data.task=copy reads no task parameter"),
+        (["base_from=x", "training.base_steps=999"], "training.base_steps=999 has no effect with base_from=x"),
         # the preset merges after the si group: si=none alone would run its 2 rounds
         (["si=none"], "si=none trains and evaluates the base only, but experiment=quick sets si.rounds=2"),
         (["base_from=x", "base_from_voters=[0,2]"], "names 2 voters, si.filters.voters=1: one each"),

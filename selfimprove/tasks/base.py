@@ -58,6 +58,7 @@ class Task(ABC):
     # The prompts this task writes, as a pattern and in words; `prompt_error` adds what a pattern cannot say.
     prompt_pattern: ClassVar[re.Pattern[str]]
     prompt_rule: ClassVar[str]
+    parameters: ClassVar[tuple[str, ...]] = ()  # the data config keys the task may read (beyond the base set)
     pair: ClassVar[bool] = False  # difficulty is an (a, b) pair rather than an int
     min_difficulty: int = 1  # the smallest difficulty (per side, for pairs)
 
@@ -70,6 +71,10 @@ class Task(ABC):
     def from_config(cls, data: Any) -> Task:
         """The task with its parameters from `data`, the data config group (None: the defaults)."""
         return cls()
+
+    def settings(self) -> tuple[str, ...]:
+        """The `parameters` this task, with its values of them, reads: a value given for another does nothing."""
+        return self.parameters
 
     # -- vocabulary -----------------------------------------------------------------------------
     @property

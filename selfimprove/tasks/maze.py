@@ -27,6 +27,8 @@ MAX_LABEL = 99
 SEPARATORS = ">#:,-="
 _NODE = "[1-9][0-9]?"  # a label: 1-99
 _ENTRY = f"{_NODE}:{_NODE}(?:,{_NODE})*"
+# The one parameter beside maze_difficulty that each kind of difficulty reads: the shape it holds fixed.
+FIXED = {"hops": "nodes", "nodes": "hops", "path": "side_nodes"}
 
 
 def random_tree(nodes: int, hops: int, rng: np.random.Generator) -> list[list[int]]:
@@ -77,6 +79,7 @@ def distances(graph: dict[str, set[str]], start: str) -> dict[str, int]:
 
 class MazeTask(Task):
     name = "maze"
+    parameters = ("maze_difficulty", "nodes", "hops", "side_nodes")
     prompt_pattern = re.compile(f"{_NODE}>{_NODE}#{_ENTRY}(?:-{_ENTRY})*=")
     prompt_rule = (
         "S>E#, then every node of a tree as node:neighbours (numbers 1-99, ',' between neighbours, '-' between "
@@ -91,6 +94,9 @@ class MazeTask(Task):
     @classmethod
     def from_config(cls, data: Any) -> MazeTask:
         return cls(data.maze_difficulty, data.nodes, data.hops, data.side_nodes) if data is not None else cls()
+
+    def settings(self) -> tuple[str, ...]:
+        return ("maze_difficulty", FIXED[self.variant])
 
     @property
     def vocabulary(self) -> list[str]:
