@@ -8,6 +8,7 @@ groups; `python run.py --cfg job` prints the composed config.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import NoReturn
 import hydra
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 from omegaconf import DictConfig
 
@@ -42,6 +44,8 @@ def main(cfg: DictConfig) -> None:
     command_overrides = list(hydra_cfg.overrides.task)
     overrides = [o for o in command_overrides if not o.startswith("resume=")]
     run_dir = Path(hydra_cfg.runtime.output_dir)  # the resumed run's own dir on resume
+    if not cfg.resume:
+        check_new_run_dir(run_dir)
     try:
         if cfg.resume:
             cfg = resume_config(run_dir, overrides)
@@ -67,6 +71,30 @@ def main(cfg: DictConfig) -> None:
         refuse(str(e))
 
 
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run's directory is new, or empty, as sweep.py's --dir is: a run there continues only with resume=,
+    and the user's own files are not written beside. Refused before anything is written there."""
+    if (run_dir / "run.json").exists():
+        refuse(f"hydra.run.dir={run_dir} is a run already: continue it with resume={run_dir}")
+    if {p.name for p in run_dir.iterdir()} - {LOCK_FILE}:  # a lock alone: a start refused or killed at once
+        refuse(f"hydra.run.dir={run_dir} is not a run directory (no run.json) and not empty: refusing to write there")
+
+
+def check_output_dir(overrides: list[str]) -> None:
+    """Where Hydra will create a new run's directory (hydra.run.dir, else outputs/) is, or can be made, a
+    directory this user can write in: else Hydra's own FileExistsError or PermissionError is a traceback."""
+    given = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(overrides)}
+    if given.get("resume") not in (None, "null") or "${" in str(given.get("hydra.run.dir", "")):
+        return  # the resumed run's own directory (its lock says when it is not writable), or a computed one
+    path = Path(str(given.get("hydra.run.dir", "outputs")))
+    what = f"hydra.run.dir={path}" if "hydra.run.dir" in given else f"{path.resolve()} (where new runs go)"
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if not existing.is_dir():
+        refuse(f"{what}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        refuse(f"{what}: cannot write in {existing.resolve()} (permission denied)")
+
+
 def remove_if_unstarted(run_dir: Path) -> None:
     """A start refused before run.json was written leaves no directory behind (Hydra created it empty);
     anything else in it, and every started run, stays as it is."""
@@ -87,29 +115,33 @@ def refuse(message: str) -> NoReturn:
 
 
 def checked_arguments(argv: list[str]) -> list[str]:
-    """The command line checked before Hydra creates or writes anything: every key is the schema's, and a
-    resume path is a run directory, quoted for Hydra's override grammar (so that any path a run was created in
-    can be resumed)."""
-    overrides = get_args_parser().parse_known_intermixed_args(argv)[0].overrides
+    """The command line checked before Hydra creates or writes anything: a resume path is a run directory
+    (quoted for Hydra's override grammar, so that any path a run was created in can be resumed), every key is the
+    schema's, and a new run's directory can be written."""
+    args = [quoted_resume(arg) for arg in argv]
+    overrides = get_args_parser().parse_known_intermixed_args(args)[0].overrides
     try:
         check_keys(overrides)
+        check_output_dir(overrides)
     except OverrideParseException:
         pass  # not an override Hydra can read: its own message says why
     except ConfigError as e:
         refuse(str(e))
-    args = []
-    for arg in argv:
-        if arg.startswith("resume=") and arg.removeprefix("resume=") not in ("", "null"):
-            path = arg.removeprefix("resume=")
-            if len(path) > 1 and path[0] == path[-1] and path[0] in "'\"":  # quoted already, as Hydra allows
-                path = path[1:-1]
-            try:
-                saved_run(Path(path))
-            except (ResumeError, CorruptFileError) as e:
-                refuse(str(e))
-            arg = f"resume={hydra_quoted(path)}"
-        args.append(arg)
     return args
+
+
+def quoted_resume(arg: str) -> str:
+    """`resume=<path>` refused unless the path is a run directory, and quoted as one override token."""
+    if not arg.startswith("resume=") or arg.removeprefix("resume=") in ("", "null"):
+        return arg
+    path = arg.removeprefix("resume=")
+    if len(path) > 1 and path[0] == path[-1] and path[0] in "'\"":  # quoted already, as Hydra allows
+        path = path[1:-1]
+    try:
+        saved_run(Path(path))
+    except (ResumeError, CorruptFileError) as e:
+        refuse(str(e))
+    return f"resume={hydra_quoted(path)}"
 
 
 if __name__ == "__main__":

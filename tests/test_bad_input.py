@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import QUICK, SHARED_RUNS, copy_run, run_cli
+from conftest import QUICK, SHARED_RUNS, copy_run, give_to_user, read_only, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +77,57 @@ def test_resume_path_that_is_not_a_run_dir(tmp_path):
     assert last_line(proc) == f"error: resume={tmp_path} is not a selfimprove run directory (no run.json)"
     proc = run_cli(f"resume={tmp_path / 'missing'}")
     assert proc.returncode == 2 and "no such directory" in last_line(proc)
+
+
+def one_error_line(proc) -> str:
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def test_a_new_run_is_not_written_beside_a_users_files(tmp_path):
+    """hydra.run.dir follows sweep.py --dir's rule: a folder that is not a run must be empty."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    line = one_error_line(run_cli(*QUICK, f"hydra.run.dir={mine}"))
+    assert line == (
+        f"error: hydra.run.dir={mine} is not a run directory (no run.json) and not empty: refusing to write there"
+    )
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+@SHARED_RUNS
+def test_an_existing_run_continues_only_with_resume(tmp_path, base_run):
+    """Pointing a new run at a finished one, even with its very config, does not quietly resume it."""
+    run_dir = copy_run(base_run, tmp_path / "run")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    line = one_error_line(run_cli(*QUICK, "si.rounds=0", f"hydra.run.dir={run_dir}"))
+    assert line == f"error: hydra.run.dir={run_dir} is a run already: continue it with resume={run_dir}"
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_an_output_dir_that_is_a_file_or_cannot_be_written(tmp_path, user_dir):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert one_error_line(run_cli(*QUICK, f"hydra.run.dir={a_file}")).endswith(f"{a_file} is a file, not a directory")
+    closed = user_dir / "closed"
+    closed.mkdir()
+    give_to_user(closed)
+    read_only(closed)  # chmod a-w, and the run is started by its owner, who is not root
+    line = one_error_line(run_cli(*QUICK, f"hydra.run.dir={closed / 'run'}", as_user=True))
+    assert line == f"error: hydra.run.dir={closed / 'run'}: cannot write in {closed} (permission denied)"
+    assert not (closed / "run").exists()
+
+
+@SHARED_RUNS
+def test_a_read_only_finished_run_is_refused_in_one_line(tmp_path, user_dir, base_run):
+    run_dir = copy_run(base_run, user_dir / "run")
+    give_to_user(run_dir)
+    read_only(run_dir)
+    line = one_error_line(run_cli(*QUICK, f"resume={run_dir}", as_user=True))  # nothing left to do
+    assert line.startswith(f"error: cannot write in {run_dir} (permission denied)")
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):

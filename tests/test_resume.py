@@ -114,12 +114,10 @@ def files(run_dir) -> dict:
 def test_resume_with_a_result_changing_config_is_refused_and_changes_nothing(tmp_path, base_run):
     run_dir = copy_run(base_run, tmp_path / "run")
     before = files(run_dir)
-    # Both ways of pointing at the run: resume=, and the run's directory as a new run's output dir.
-    for how in [f"resume={run_dir}", f"hydra.run.dir={run_dir}"]:
-        refused = run_cli(*QUICK, "si.rounds=0", how, "training.optim.lr=0.5")
-        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
-        assert "resuming would change results" in refused.stderr and "training.optim.lr" in refused.stderr
-        assert files(run_dir) == before  # no .hydra/ record rewritten or added, nothing else touched
+    refused = run_cli(*QUICK, "si.rounds=0", f"resume={run_dir}", "training.optim.lr=0.5")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "resuming would change results" in refused.stderr and "training.optim.lr" in refused.stderr
+    assert files(run_dir) == before  # no .hydra/ record rewritten or added, nothing else touched
 
 
 def test_a_second_process_on_a_running_run_is_refused(tmp_path):
