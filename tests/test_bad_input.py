@@ -71,6 +71,16 @@ def test_inconsistent_values_stop_before_any_work(tmp_path, overrides, message):
     assert not run_dir.exists()  # no stray run directory
 
 
+@pytest.mark.parametrize("mode", ["", "on"])
+def test_a_wandb_mode_in_the_environment_that_wandb_refuses(tmp_path, mode):
+    """wandb reads WANDB_MODE whatever logger.mode says; set but empty, it raised a 30-line pydantic error."""
+    run_dir = tmp_path / "run"
+    proc = run_cli(*QUICK, "logger=wandb", "logger.mode=online", f"hydra.run.dir={run_dir}", env={"WANDB_MODE": mode})
+    line = one_error_line(proc)
+    assert line.startswith(f"error: WANDB_MODE={mode!r} (set in the environment) is not a wandb mode: unset it")
+    assert not run_dir.exists()  # not even a .lock
+
+
 def test_resume_path_that_is_not_a_run_dir(tmp_path):
     proc = run_cli(f"resume={tmp_path}")
     assert proc.returncode == 2
