@@ -22,11 +22,11 @@ from hydra.errors import OverrideParseException
 from omegaconf import DictConfig
 
 from selfimprove.base_from import BaseFromError
-from selfimprove.config import ConfigError, check_keys, check_overrides, register_configs, validate
+from selfimprove.config import CONF, ConfigError, check_keys, check_overrides, register_configs, validate
 from selfimprove.pipeline import ResumeError, run, saved_run
 from selfimprove.runlock import LOCK_FILE, RunLockedError
 from selfimprove.store import CorruptFileError, IncompatibleCheckpointError, RunDir
-from selfimprove.train import NonFiniteLossError
+from selfimprove.train import NonFiniteLossError, resolve_device
 
 register_configs()
 
@@ -53,6 +53,7 @@ def main(cfg: DictConfig) -> None:
         else:  # a resumed run was checked when it started
             check_overrides(cfg, overrides)
         validate(cfg)
+        note_gpu_preset(cfg, overrides)
         cfg.progress = bool(cfg.progress and sys.stderr.isatty())  # no tqdm bars in a log file or a pipe
         # Hydra's .hydra/ record (output_subdir is null) is written once the run is open, so a refused start
         # changes nothing in an existing run; a resume's record goes beside the run's own.
@@ -69,6 +70,23 @@ def main(cfg: DictConfig) -> None:
     ) as e:
         remove_if_unstarted(run_dir)
         refuse(str(e))
+
+
+def note_gpu_preset(cfg: DictConfig, overrides: list[str]) -> None:
+    """A paper preset is sized for a GPU: on a CPU say so, and what it asks for, in one line before any work."""
+    preset = next((o.removeprefix("experiment=") for o in overrides if o.startswith("experiment=paper_")), None)
+    if preset is None or resolve_device(cfg.training.device).type != "cpu":
+        return
+    t, si = cfg.training, cfg.si
+    steps = (t.base_steps + si.rounds * t.round_steps) * si.filters.voters
+    cpu = f"experiment=cpu_{preset.removeprefix('paper_')}"
+    sized = f"; {cpu} is sized for a CPU" if (CONF / "experiment" / f"{cpu.split('=')[1]}.yaml").exists() else ""
+    print(
+        f"note: experiment={preset} is sized for a GPU, and this run is on the CPU: {steps} training steps of "
+        f"{t.batch_size} sequences and {si.rounds} rounds of {si.samples_per_round} labels (days here{sized})",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def check_new_run_dir(run_dir: Path) -> None:

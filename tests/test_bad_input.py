@@ -1,10 +1,14 @@
 """Bad input: one clear line and a non-zero exit before any work; broken files reported by path."""
 
 import json
+import select
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
-from conftest import QUICK, SHARED_RUNS, copy_run, give_to_user, read_only, run_cli
+from conftest import QUICK, REPO, SHARED_RUNS, copy_run, give_to_user, read_only, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -19,6 +23,28 @@ def test_help_says_what_it_is_how_to_resume_and_where_results_go():
     for what in ["labels harder ones for itself", "resume=<run dir>", "outputs/<date>/<time>/", "summary.json"]:
         assert what in proc.stdout, what
     assert "data: copy, forward_addition, forward_addition_hints, maze" in proc.stdout  # Hydra lists the groups
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible: the preset runs where it is meant to")
+def test_a_paper_preset_on_a_cpu_says_so_before_any_work(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "run.py"), "experiment=paper_reverse", f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:  # without the note, the first line on stderr comes days later
+        first = proc.stderr.readline() if select.select([proc.stderr], [], [], 120)[0] else ""
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # 2000 base steps + 100 rounds of 500: one voter; the preset's batch and rounds as written in it
+    assert first == (
+        "note: experiment=paper_reverse is sized for a GPU, and this run is on the CPU: 52000 training steps of 1024 "
+        "sequences and 100 rounds of 20000 labels (days here; experiment=cpu_reverse is sized for a CPU)\n"
+    )
 
 
 def test_unknown_group_option_names_the_valid_ones(tmp_path):
