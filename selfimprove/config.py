@@ -7,13 +7,18 @@ values (a block size too small for the lengths the schedule will reach, ...) liv
 
 from __future__ import annotations
 
+import difflib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import MISSING, OmegaConf
+
+CONF = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config groups, one folder each
 
 
 class ConfigError(ValueError):
@@ -193,15 +198,59 @@ def typed(container: dict[str, Any]) -> Any:
     return OmegaConf.merge(OmegaConf.structured(Config), before, container)
 
 
-def check_base_only(cfg: Any, overrides: list[str]) -> None:
-    """`si=none` asks for the base alone, but an experiment preset merges after the si group and may set
-    `si.rounds` itself: refuse that mix in one line, unless the command sets si.rounds as well."""
+# Settings only base training reads: a run that adopts its bases (base_from) trains none.
+BASE_TRAINING = ("training.base_steps", "training.base_attempts")
+
+
+def check_overrides(cfg: Any, overrides: list[str]) -> None:
+    """Refuse, in one line, a command whose settings would not do what they say, though each value is valid:
+    - `si=none` asks for the base alone, but an experiment preset merges after the si group and may set
+      `si.rounds` itself (unless the command sets si.rounds as well);
+    - a base-training setting given with base_from, whose base models were trained by that run's settings;
+    - a task parameter (data.*) the task does not read, with its other parameters.
+    run.json would record each as a result-determining setting that nothing read."""
+    from selfimprove.tasks import TASKS, get_task
+
     given = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(overrides)}
+    for key in BASE_TRAINING:
+        if cfg.base_from and key in given:
+            raise ConfigError(
+                f"{key}={given[key]} has no effect with base_from={cfg.base_from}: its base models are adopted as "
+                f"that run trained them (leave {key} out)"
+            )
+    task = get_task(cfg.data.task, cfg.data)
+    for name in sorted({p for cls in TASKS.values() for p in cls.parameters} - set(task.settings())):
+        if f"data.{name}" in given:
+            reads = ", ".join(f"data.{s}={cfg.data[s]}" for s in task.settings()) or "no task parameter"
+            raise ConfigError(f"data.{name}={given[f'data.{name}']} has no effect: data.task={task.name} reads {reads}")
     if given.get("si") == "none" and "si.rounds" not in given and cfg.si.rounds > 0:
         raise ConfigError(
             f"si=none trains and evaluates the base only, but experiment={given.get('experiment')} sets "
             f"si.rounds={cfg.si.rounds} after it: add si.rounds=0 (or leave out si=none to run the rounds)"
         )
+
+
+def check_keys(overrides: Sequence[str]) -> None:
+    """Refuse an override of a key the schema does not have, with or without `+`: Hydra's own refusal of
+    `si.round=3` spans several lines and suggests `+si.round=3`, which adds the key to the config, where
+    nothing reads it but run.json records it as a result-determining setting."""
+    groups = {p.name for p in CONF.iterdir() if p.is_dir()}
+    schema = OmegaConf.structured(
+        Config(model=ModelConfig(), data=DataConfig(), training=TrainingConfig(), si=SIConfig(), logger=LoggerConfig())
+    )
+    for override, text in zip(OverridesParser.create().parse_overrides(list(overrides)), overrides, strict=True):
+        key = override.key_or_group
+        if key.split("/")[0] in groups or key.split(".")[0] == "hydra":  # a group choice, or Hydra's own
+            continue
+        *parents, leaf = key.split(".")
+        node = OmegaConf.select(schema, ".".join(parents)) if parents else schema
+        if OmegaConf.is_dict(node) and leaf in node:
+            continue
+        where = ".".join(parents)
+        known = list(node.keys()) if OmegaConf.is_dict(node) else []
+        near = difflib.get_close_matches(leaf, known, n=1)
+        hint = f": did you mean {'.'.join([*parents, near[0]])}?" if near else ""
+        raise ConfigError(f"{text}: {where or 'the config'} has no key {leaf!r}{hint}")
 
 
 def register_configs() -> None:

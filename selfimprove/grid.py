@@ -20,11 +20,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from selfimprove import pipeline
 from selfimprove.base_from import BaseFromError
-from selfimprove.config import ConfigError, check_base_only, register_configs, validate
+from selfimprove.config import CONF, ConfigError, check_keys, check_overrides, register_configs, validate
 from selfimprove.store import CorruptFileError
 from selfimprove.sweepdir import LaunchError, SweepDir, one_line
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 # Launcher keys that sweep.py sets itself (per step) or that only make sense in a Hydra multirun.
 OWN_LAUNCHER_KEYS = ("_target_", "submitit_folder", "name")
 
@@ -92,8 +91,12 @@ def hydra_session() -> Iterator[None]:
 def compose_point(overrides: list[str]) -> DictConfig:
     """Compose and validate one point; LaunchError names the point when it does not."""
     try:
+        check_keys(overrides)
+    except ConfigError as e:  # names the override already
+        raise LaunchError(str(e)) from None
+    try:
         cfg = compose(config_name="config", overrides=overrides)
-        check_base_only(cfg, overrides)
+        check_overrides(cfg, overrides)
         validate(cfg)
     except (HydraException, OmegaConfBaseException, ConfigError) as e:
         raise LaunchError(f"{' '.join(overrides)}: {one_line(e)}") from None

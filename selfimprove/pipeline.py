@@ -113,6 +113,8 @@ def run(
     started = time.perf_counter()
     with runlock.hold(run_dir):  # a second run.py on this directory is refused, not run twice
         ctx = open_run(cfg, run_dir, overrides)
+        # First, and flushed: a run killed later (the case resume is for) has said where it is, even into a file.
+        print(f"run dir: {ctx.run.root}", flush=True)
         try:
             if on_open is not None:
                 on_open()

@@ -24,8 +24,14 @@ class RunLockedError(RuntimeError):
 def hold(run_dir: str | Path, exclusive: bool = True) -> Iterator[None]:
     """Hold the run's lock for the block, or raise RunLockedError when another process holds it."""
     path = Path(run_dir) / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
+    except PermissionError:
+        raise RunLockedError(
+            f"cannot write in {run_dir} (permission denied): a run goes on only where it can write; compare and "
+            "selfimprove.load read it as it is"
+        ) from None
     try:
         if not _take(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, wait_s=RETRY_S):
             raise RunLockedError(

@@ -108,7 +108,7 @@ class SweepDir:
         path = self.root / ".sweep.lock"
         if not path.exists():
             return False
-        with path.open("a") as f:
+        with path.open("r") as f:  # read-only, as status is: a sweep directory it cannot write is still read
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

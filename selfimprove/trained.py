@@ -40,19 +40,34 @@ class TrainedModel:
     checkpoint: Path
     stage: str  # the stage that wrote these weights, e.g. train.round008.voter0
 
-    def answer(self, prompts: Sequence[str], batch_size: int = 512) -> list[str]:
-        """Greedy answers to `prompts` (the task's format, e.g. "0123=" for copy), batched, with the KV cache;
-        an answer ends at EOS, or at the model's block size when it never emits one."""
+    def answer(self, prompts: Sequence[str], batch_size: int = 512, keep_cut: bool = False) -> list[str]:
+        """Greedy answers to `prompts`, a list of the task's prompts (e.g. ["0123="] for copy), batched, with the
+        KV cache. A prompt the task cannot have written, and an answer the block size cuts before it ends, are
+        errors naming the prompt: the model was never asked the one, and the other is no answer (`keep_cut`: the
+        cut answer is returned as it is, for a judge such as task.check to find wrong, as an evaluation does)."""
+        if isinstance(prompts, str):  # a string is a sequence too: each character would be a prompt
+            raise TypeError(f"answer() takes a list of prompts, not one string: answer([{prompts!r}])")
         block = self.model.cfg.block_size
         for prompt in prompts:
+            if not isinstance(prompt, str):
+                raise TypeError(f"prompt {prompt!r}: a prompt is a string")
             try:
                 tokens = len(self.tokenizer.encode(prompt))
             except ValueError as e:
                 raise ValueError(f"prompt {prompt!r}: {e} (the task's tokens: {self.task.vocabulary})") from None
+            problem = self.task.prompt_error(prompt)
+            if problem is not None:
+                raise ValueError(f"prompt {prompt!r}: {problem}")
             if tokens + 2 > block:  # BOS + prompt + at least one answer token
                 raise ValueError(f"prompt {prompt!r} has {tokens} tokens: model.block_size={block} leaves no room")
         budget = [block] * len(prompts)  # the task's difficulty of a free prompt is unknown: up to the block
-        return complete(self.model, self.tokenizer, prompts, budget, batch_size, self.device, self.precision).labels
+        out = complete(self.model, self.tokenizer, prompts, budget, batch_size, self.device, self.precision)
+        for prompt, label, ended in zip(prompts, out.labels, out.finished, strict=True):
+            if not ended and not keep_cut:
+                raise ValueError(
+                    f"prompt {prompt!r}: the answer {label!r} reached model.block_size={block} before it ended"
+                )
+        return out.labels
 
 
 def load(run_dir: str | Path, voter: int = 0, round: int | None = None, device: str = "auto") -> TrainedModel:

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from selfimprove.config import ConfigError, LoggerConfig
 
 STEP = "global_step"  # the x axis: training steps since the first base step, across rounds
+ENV_MODES = ("online", "offline", "disabled", "dryrun", "run")  # what wandb accepts in WANDB_MODE
 DEFAULT_MODE = "offline"  # when neither logger.mode nor WANDB_MODE says: a machine without network still runs
 
 
@@ -27,8 +28,17 @@ def mode_of(cfg: LoggerConfig) -> str:
 
 
 def check(cfg: LoggerConfig) -> None:
-    """Before any work: an online run needs credentials and a reachable server (one line, not a 90 s hang)."""
-    if cfg.name != "wandb" or mode_of(cfg) != "online":
+    """Before any work: WANDB_MODE, which wandb reads whatever logger.mode says, is one of its modes; an online run
+    needs credentials and a reachable server (one line, not a pydantic traceback or a 90 s hang)."""
+    if cfg.name != "wandb":
+        return
+    env_mode = os.environ.get("WANDB_MODE")
+    if env_mode is not None and env_mode not in ENV_MODES:
+        raise ConfigError(
+            f"WANDB_MODE={env_mode!r} (set in the environment) is not a wandb mode: unset it, or set it to online, "
+            "offline or disabled"
+        )
+    if mode_of(cfg) != "online":
         return
     import wandb
 

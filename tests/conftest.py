@@ -21,13 +21,55 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
 
 
+# The user that tests of permissions run commands as when the tests run as root (whom no chmod stops): nobody.
+USER_ID = 65534
+
+
+def unprivileged() -> list[str]:
+    """A command prefix that runs a process as a user other than root; none when the tests run as one. The process
+    keeps the right to read and search any folder (CAP_DAC_READ_SEARCH: this interpreter may live where only root
+    can look), not the right to write through permissions."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("the tests run as root, and setpriv (util-linux), which runs a command as another user, is absent")
+    caps = ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    return ["setpriv", f"--reuid={USER_ID}", f"--regid={USER_ID}", "--clear-groups", *caps, "--"]
+
+
+@pytest.fixture
+def user_dir(tmp_path: Path) -> Path:
+    """A folder owned by the user that `run_cli(..., as_user=True)` runs as."""
+    folder = tmp_path / "user"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        os.chown(folder, USER_ID, USER_ID)
+    return folder
+
+
+def give_to_user(path: Path) -> None:
+    """`path` and everything under it owned by the user of `user_dir`."""
+    if os.geteuid() == 0:
+        for p in [path, *path.rglob("*")]:
+            os.chown(p, USER_ID, USER_ID)
+
+
+def read_only(path: Path) -> None:
+    """chmod a-w on `path` and everything under it."""
+    for p in [path, *path.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~0o222)
+
+
 def run_cli(
-    *args: str, script: str = "run.py", timeout: float = 300, env: dict | None = None
+    *args: str, script: str = "run.py", timeout: float = 300, env: dict | None = None, as_user: bool = False
 ) -> subprocess.CompletedProcess:
-    """Run a project command in a fresh Python process, as a user would."""
+    """Run a project command in a fresh Python process, as a user would (`as_user`: one who is not root)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    prefix = unprivileged() if as_user else []
+    if prefix:  # matplotlib keeps a cache in the home folder, which is not this user's
+        full_env["MPLCONFIGDIR"] = f"/tmp/selfimprove-tests-mpl-{USER_ID}"
     return subprocess.run(
-        [sys.executable, str(REPO / script), *args],
+        [*prefix, sys.executable, str(REPO / script), *args],
         cwd=REPO,
         stdin=subprocess.DEVNULL,  # a failing debug job must not wait on pdb
         capture_output=True,

@@ -24,7 +24,7 @@ def test_loaded_models_answer_as_the_runs_evaluations_measured(kept_run):
         evaluated = list(zip(measured["points"], measured["voter_accuracy"][0], strict=True))
         for point, accuracy in evaluated[:2] + evaluated[-2:]:  # the shortest and the longest evaluated
             examples = eval_examples(model.task, as_difficulty(point), samples, seed=0)
-            answers = model.answer([e.prompt for e in examples])
+            answers = model.answer([e.prompt for e in examples], keep_cut=True)  # a babbled answer is wrong too
             assert sum(model.task.check(e.prompt, a) for e, a in zip(examples, answers, strict=True)) / samples == (
                 accuracy
             ), point
@@ -40,3 +40,20 @@ def test_what_cannot_be_loaded_or_asked(kept_run):
         model.answer(["12a="])
     with pytest.raises(ValueError, match=r"model\.block_size=96 leaves no room"):
         model.answer(["1" * 95 + "="])
+
+
+def test_only_the_tasks_prompts_are_answered_and_only_whole_answers_returned(kept_run):
+    model = selfimprove.load(kept_run)  # copy, trained up to 12 digits
+    with pytest.raises(TypeError, match=r"a list of prompts, not one string: answer\(\['123='\]\)"):
+        model.answer("123=")  # else every character would be a prompt
+    with pytest.raises(TypeError, match="prompt 123: a prompt is a string"):
+        model.answer([123])
+    with pytest.raises(ValueError, match=r"prompt '123': not a copy prompt \(digits, then '='"):
+        model.answer(["123"])
+    with pytest.raises(ValueError, match=r"prompt '12\+34=': not a copy prompt"):
+        model.answer(["12+34="])
+    # BOS and 61 prompt tokens leave 34 positions, and the last answer token is never fed back: 35 answer tokens.
+    # This model's answer is longer: cut there, it is no answer.
+    with pytest.raises(ValueError, match=r"prompt '1{60}=': the answer '1{35}' reached model.block_size=96 before"):
+        model.answer(["1" * 60 + "="])
+    assert model.answer(["1" * 60 + "="], keep_cut=True) == ["1" * 35]

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import QUICK, REPO, finished_run, run_cli
+from conftest import QUICK, REPO, finished_run, give_to_user, read_only, run_cli
 
 from selfimprove import compare, graph, grid
 
@@ -116,7 +116,8 @@ def test_dry_run_prints_the_graph_and_writes_nothing(tmp_path):
     [
         (["--cluster", "pbs"], "unknown cluster 'pbs': choose one of slurm, local, debug"),
         (["--cluster", "debug", "model=huge"], "Could not find 'model/huge'"),
-        (["--cluster", "debug", "model.n_layers=4"], "n_layers"),
+        (["--cluster", "debug", "model.n_layers=4"], "model has no key 'n_layers': did you mean model.n_layer?"),
+        (["--cluster", "debug", "+si.round=3"], "+si.round=3: si has no key 'round'"),
         (["--cluster", "debug", "si.filters.voters=2,0"], "si.filters.voters=0 must be at least 1"),
         (["--cluster", "debug", "si=none"], "experiment=quick sets si.rounds=2 after it: add si.rounds=0"),
         (["--cluster", "debug", "hydra.run.dir=x"], "sweep.py takes hydra.launcher.* settings only"),
@@ -137,6 +138,20 @@ def test_a_directory_that_is_not_a_sweep(tmp_path):
     proc = sweep_cli(*TINY, "--cluster", "debug", "--dir", str(tmp_path))
     assert "is not a sweep directory (no sweep.json) and not empty" in one_error_line(proc)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_status_reads_a_read_only_sweep(user_dir):
+    """status only reads, as compare and load do: a sweep its user made read-only (chmod a-w) is reported."""
+    sweep_dir = user_dir / "sweep"
+    proc = sweep_cli(*QUICK, "si.rounds=0", "training.threads=1", "--cluster", "debug", "--dir", str(sweep_dir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (sweep_dir / ".sweep.lock").exists()
+    give_to_user(sweep_dir)
+    read_only(sweep_dir)
+    status = run_cli("status", str(sweep_dir), script="sweep.py", as_user=True)
+    assert status.returncode == 0, status.stderr[-3000:]
+    assert "reached: finished" in status.stdout
 
 
 @pytest.mark.slow

@@ -47,6 +47,73 @@ def test_worked_examples(name, prompt, answer):
     assert not task.check(prompt, answer + "1")
 
 
+@pytest.mark.parametrize(
+    ("name", "prompt", "written"),
+    [
+        ("copy", "0123=", True),
+        ("copy", "123", False),  # no "=": the model would answer a question never asked
+        ("copy", "12+3=", False),
+        ("copy", "=", False),
+        ("reverse", "1230=", True),
+        ("sort", "90909=", True),
+        ("sort", "9 9=", False),
+        ("reverse_addition", "21+93=", True),
+        ("reverse_addition", "100+900=", True),  # reversed: trailing zeros are leading ones, which it writes
+        ("reverse_addition", "999+1=", False),  # 3 and 1 digits: difficulty n is two n-digit operands
+        ("reverse_addition", "21*93=", False),
+        ("forward_addition", "12+39=", True),
+        ("forward_addition", "0+7=", True),
+        ("forward_addition", "012+339=", False),  # no n-digit number starts with 0
+        ("forward_addition", "12+3=", False),
+        ("multiplication", "321*54=", True),
+        ("multiplication", "0*7=", True),
+        ("multiplication", "12+34=", False),  # an addition asked of a multiplication model
+        ("multiplication", "320*54=", False),  # 023 reversed: a leading zero
+        ("multiplication", "321*54", False),
+        ("reverse_addition_hints", "k1l2m3+k4l5m6=", True),
+        ("reverse_addition_hints", "Y5+Y7=", True),  # Z is left for the carry digit
+        ("reverse_addition_hints", "Z5+Z7=", False),  # no letter after Z for the carry digit
+        ("reverse_addition_hints", "k1l2m3+l4m5n6=", False),  # each operand its own letters
+        ("reverse_addition_hints", "k1m2+k4m5=", False),  # l skipped
+        ("reverse_addition_hints", "k1l2m3+k4l5=", False),
+        ("reverse_addition_hints", "123+456=", False),
+        ("forward_addition_hints", "m1l2k3+m4l5k6=", True),
+        ("forward_addition_hints", "Y5+Y7=", True),
+        ("forward_addition_hints", "k1l2m3+k4l5m6=", False),  # letters running up: not the places' letters
+        ("forward_addition_hints", "m0l2k3+m4l5k6=", False),  # a leading zero
+        ("forward_addition_hints", "Z5+Z7=", False),  # units at Z: no letter for a carry into a new digit
+    ],
+)
+def test_prompt_grammar_worked_examples(name, prompt, written):
+    assert (get_task(name).prompt_error(prompt) is None) is written
+
+
+MAZE3 = "3>7#3:5-5:3,7-7:5="  # 3 nodes, E two hops from S
+
+
+@pytest.mark.parametrize(
+    ("params", "prompt", "problem"),
+    [
+        ({"nodes": 3}, MAZE3, None),
+        ({"maze_difficulty": "nodes", "hops": 2}, MAZE3, None),
+        ({"maze_difficulty": "path", "side_nodes": 0}, MAZE3, None),
+        ({}, MAZE3, "data.maze_difficulty=hops writes mazes of 20 nodes with E 2 hops from S there"),
+        ({"maze_difficulty": "nodes", "hops": 4}, MAZE3, "writes mazes of 3 nodes with E 4 hops from S"),
+        ({"nodes": 3}, "3>7#3:5-5:3,7-7:5", "not a maze prompt"),
+        ({"nodes": 3}, "3>3#3:5-5:3,7-7:5=", "S and E must be distinct nodes of one tree"),
+        ({"nodes": 3}, "3>7#3:5-5:3-7:5=", "one tree"),  # 5 does not list 7: not an undirected graph
+        ({"nodes": 3}, "3>7#3:5-5:3,7-7:5-5:3,7=", "one tree"),  # 5 listed twice
+        ({"nodes": 3}, "1>2#1:2,3-2:1,3-3:1,2=", "one tree"),  # a cycle
+        ({"nodes": 5}, "1>2#1:2-2:1-3:4,5-4:3,5-5:4,3=", "one tree"),  # 4 edges, but a cycle apart from S-E
+        ({"nodes": 3}, "3>8#3:5-5:3,7-7:5=", "one tree"),  # E is no node
+        ({"nodes": 3}, "3>7#3:5-5:3,7-7:05=", "not a maze prompt"),  # labels are 1-99 written plainly
+    ],
+)
+def test_maze_prompt_grammar(params, prompt, problem):
+    error = get_task("maze", DataConfig(task="maze", **params)).prompt_error(prompt)
+    assert error is None if problem is None else problem in error
+
+
 def test_wrong_answers_are_wrong():
     assert not get_task("reverse").check("1230=", "1230")
     assert not get_task("forward_addition").check("57+68=", "0125")  # no padding in forward addition
@@ -134,7 +201,7 @@ def test_samples_are_right_and_within_the_token_budget(name):
         examples = task.sample(difficulty, 40, np.random.default_rng(0))
         assert len(examples) == 40
         for prompt, answer in examples:
-            assert prompt.endswith("=")
+            assert prompt.endswith("=") and task.prompt_error(prompt) is None
             assert task.check(prompt, answer) and task.length_ok(difficulty, answer)
             assert len(tokenizer.split(prompt)) <= task.prompt_tokens(difficulty)
             assert len(tokenizer.split(answer)) <= task.answer_tokens(difficulty)
@@ -186,6 +253,7 @@ def test_maze_samples_are_trees_with_the_asked_shape(variant, difficulty, nodes,
     task = get_task("maze", DataConfig(task="maze", maze_difficulty=variant, nodes=20, hops=4, side_nodes=3))
     tokenizer = Tokenizer(task.vocabulary)
     for prompt, answer in task.sample(difficulty, 50, np.random.default_rng(2)):
+        assert task.prompt_error(prompt) is None
         start, end, graph = parse_prompt(prompt)
         assert len(graph) == nodes and all(1 <= int(v) <= 99 for v in graph)
         edges = {frozenset((a, b)) for a in graph for b in graph[a]}

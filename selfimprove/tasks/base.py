@@ -1,9 +1,11 @@
 """What every task provides. A task knows everything about its problem and nothing about training:
 its vocabulary, its difficulty, how to sample instances, the one judge of correctness (`check`), which
-labels vote together, the structural length rule the length filter may use, and its token budget."""
+labels vote together, the structural length rule the length filter may use, its token budget, and its prompt
+grammar (the prompts it writes: what `load().answer()` accepts)."""
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, NamedTuple
 
@@ -53,6 +55,10 @@ class Task(ABC):
     """Subclasses with a `name` register themselves: `data.task=<name>` finds them."""
 
     name: ClassVar[str]
+    # The prompts this task writes, as a pattern and in words; `prompt_error` adds what a pattern cannot say.
+    prompt_pattern: ClassVar[re.Pattern[str]]
+    prompt_rule: ClassVar[str]
+    parameters: ClassVar[tuple[str, ...]] = ()  # the data config keys the task may read (beyond the base set)
     pair: ClassVar[bool] = False  # difficulty is an (a, b) pair rather than an int
     min_difficulty: int = 1  # the smallest difficulty (per side, for pairs)
 
@@ -65,6 +71,10 @@ class Task(ABC):
     def from_config(cls, data: Any) -> Task:
         """The task with its parameters from `data`, the data config group (None: the defaults)."""
         return cls()
+
+    def settings(self) -> tuple[str, ...]:
+        """The `parameters` this task, with its values of them, reads: a value given for another does nothing."""
+        return self.parameters
 
     # -- vocabulary -----------------------------------------------------------------------------
     @property
@@ -80,6 +90,12 @@ class Task(ABC):
     @abstractmethod
     def check(self, prompt: str, label: str) -> bool:
         """Whether `label` is a correct answer to `prompt`: the one judge of correctness."""
+
+    def prompt_error(self, prompt: str) -> str | None:
+        """Why `prompt` is not one this task can have written (None: it is): a model answers only those."""
+        if self.prompt_pattern.fullmatch(prompt) is None:
+            return f"not a {self.name} prompt ({self.prompt_rule})"
+        return None
 
     def vote_key(self, label: str) -> str:
         """Labels with the same key vote together in the majority vote."""
@@ -109,6 +125,9 @@ class Task(ABC):
 
 class DigitsTask(Task):
     """A task whose prompt is one digit string `a=` and whose answer is a function of it, of equal length."""
+
+    prompt_pattern = re.compile(r"[0-9]+=")
+    prompt_rule = "digits, then '=', e.g. 0123="
 
     @abstractmethod
     def transform(self, digits: str) -> str:

@@ -7,6 +7,8 @@ labels of a model that has not yet learned to carry into a new leading digit.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from selfimprove.tasks.base import Difficulty, Example, Task, random_numbers
@@ -14,6 +16,14 @@ from selfimprove.tasks.base import Difficulty, Example, Task, random_numbers
 
 class ForwardAdditionTask(Task):
     name = "forward_addition"
+    prompt_pattern = re.compile(r"(0|[1-9][0-9]*)\+(0|[1-9][0-9]*)=")
+    prompt_rule = "two numbers of as many digits, no leading zero, joined by '+', then '=', e.g. 12+39="
+
+    def prompt_error(self, prompt: str) -> str | None:
+        match = self.prompt_pattern.fullmatch(prompt)
+        if match is None or len(match[1]) != len(match[2]):  # difficulty n: two n-digit operands
+            return f"not a {self.name} prompt ({self.prompt_rule})"
+        return None
 
     def sample(self, difficulty: Difficulty, count: int, rng: np.random.Generator) -> list[Example]:
         n = int(difficulty)

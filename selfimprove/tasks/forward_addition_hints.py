@@ -23,6 +23,16 @@ def place_hinted(number: str, units: int) -> str:
 
 class HintedForwardAdditionTask(HintedAdditionTask):
     name = "forward_addition_hints"
+    prompt_rule = (
+        "two hinted numbers of as many digits, no leading zero, each digit after the letter of its place, the "
+        "letters a run of a-z then A-Z down to the units', the same in both, then '=', e.g. m1l2k3+m4l5k6="
+    )
+
+    def operand_ok(self, operand: str) -> bool:
+        letters, digits = operand[::2], operand[1::2]
+        units = HINTS.index(letters[-1])
+        fits = units + len(letters) < len(HINTS)  # a letter left for a carry into a new leading digit
+        return fits and operand == place_hinted(digits, units) and (len(digits) == 1 or digits[0] != "0")
 
     def sample(self, difficulty: Difficulty, count: int, rng: np.random.Generator) -> list[Example]:
         n = int(difficulty)

@@ -7,6 +7,9 @@ counting positions, which a small NoPE decoder does poorly.
 
 from __future__ import annotations
 
+import re
+from abc import abstractmethod
+
 from selfimprove.tasks.base import DIGIT_VOCABULARY, Difficulty, Task
 
 HINTS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -25,6 +28,19 @@ def hint_run(start: str, length: int) -> str:
 
 class HintedAdditionTask(Task):
     """What both hinted additions share: two hinted n-digit operands, a sum of up to n + 1 hinted digits."""
+
+    prompt_pattern = re.compile(r"((?:[a-zA-Z][0-9])+)\+((?:[a-zA-Z][0-9])+)=")
+
+    def prompt_error(self, prompt: str) -> str | None:
+        match = self.prompt_pattern.fullmatch(prompt)
+        if match is None or match[1][::2] != match[2][::2] or not all(map(self.operand_ok, match.groups())):
+            return f"not a {self.name} prompt ({self.prompt_rule})"
+        return None
+
+    @abstractmethod
+    def operand_ok(self, operand: str) -> bool:
+        """Whether a hinted operand (its letters the other's) is one this task writes, with a letter left for
+        the sum's carry digit."""
 
     @property
     def vocabulary(self) -> list[str]:

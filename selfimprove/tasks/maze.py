@@ -16,6 +16,7 @@ gives a uniformly random labelled tree among those where S and E are that many h
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,10 @@ from selfimprove.tasks.base import Difficulty, Example, Task
 
 MAX_LABEL = 99
 SEPARATORS = ">#:,-="
+_NODE = "[1-9][0-9]?"  # a label: 1-99
+_ENTRY = f"{_NODE}:{_NODE}(?:,{_NODE})*"
+# The one parameter beside maze_difficulty that each kind of difficulty reads: the shape it holds fixed.
+FIXED = {"hops": "nodes", "nodes": "hops", "path": "side_nodes"}
 
 
 def random_tree(nodes: int, hops: int, rng: np.random.Generator) -> list[list[int]]:
@@ -61,8 +66,25 @@ def parse_prompt(prompt: str) -> tuple[str, str, dict[str, set[str]]]:
     return start, end, graph
 
 
+def distances(graph: dict[str, set[str]], start: str) -> dict[str, int]:
+    """Hops from `start` to every node it reaches (breadth first)."""
+    hops, queue = {start: 0}, [start]
+    for a in queue:
+        for b in graph.get(a, ()):
+            if b not in hops:
+                hops[b] = hops[a] + 1
+                queue.append(b)
+    return hops
+
+
 class MazeTask(Task):
     name = "maze"
+    parameters = ("maze_difficulty", "nodes", "hops", "side_nodes")
+    prompt_pattern = re.compile(f"{_NODE}>{_NODE}#{_ENTRY}(?:-{_ENTRY})*=")
+    prompt_rule = (
+        "S>E#, then every node of a tree as node:neighbours (numbers 1-99, ',' between neighbours, '-' between "
+        "nodes), then '=', e.g. 3>7#3:5-5:3,7-7:5="
+    )
 
     def __init__(self, variant: str = "hops", nodes: int = 20, hops: int = 5, side_nodes: int = 3) -> None:
         self.variant, self.nodes, self.hops, self.side_nodes = variant, nodes, hops, side_nodes
@@ -72,6 +94,9 @@ class MazeTask(Task):
     @classmethod
     def from_config(cls, data: Any) -> MazeTask:
         return cls(data.maze_difficulty, data.nodes, data.hops, data.side_nodes) if data is not None else cls()
+
+    def settings(self) -> tuple[str, ...]:
+        return ("maze_difficulty", FIXED[self.variant])
 
     @property
     def vocabulary(self) -> list[str]:
@@ -91,6 +116,33 @@ class MazeTask(Task):
             return f"maze: {nodes} nodes, but node labels are the numbers 1-{MAX_LABEL}"
         if hops >= nodes:
             return f"maze: {hops} hops need at least {hops + 1} nodes (data.nodes={nodes})"
+        return None
+
+    def prompt_error(self, prompt: str) -> str | None:
+        wrong = super().prompt_error(prompt)
+        if wrong is not None:
+            return wrong
+        start, end, graph = parse_prompt(prompt)
+        entries = [entry.partition(":")[2].split(",") for entry in prompt[:-1].partition("#")[2].split("-")]
+        reach = distances(graph, start)
+        tree = (
+            len(graph) == len(entries)  # no node listed twice
+            and all(v not in graph[v] and all(v in graph.get(u, ()) for u in graph[v]) for v in graph)  # undirected
+            and sum(map(len, entries)) == 2 * (len(graph) - 1)  # as many edges as a tree has, none listed twice
+            and set(reach) == set(graph)  # connected (and S a node)
+            and end in graph
+            and end != start
+        )
+        if not tree:
+            return f"not a {self.name} prompt ({self.prompt_rule}): S and E must be distinct nodes of one tree"
+        hops = reach[end]
+        difficulty = len(graph) if self.variant == "nodes" else hops
+        if self.shape(difficulty) != (len(graph), hops):
+            nodes, want = self.shape(difficulty)
+            return (
+                f"a maze of {len(graph)} nodes with E {hops} hops from S: data.maze_difficulty={self.variant} "
+                f"writes mazes of {nodes} nodes with E {want} hops from S there"
+            )
         return None
 
     def sample(self, difficulty: Difficulty, count: int, rng: np.random.Generator) -> list[Example]:

@@ -10,6 +10,8 @@ Difficulty (len a, len b). Labels with the same product vote together; `check` w
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from selfimprove.tasks.base import DIGITS, Difficulty, Example, Task, random_numbers
@@ -35,6 +37,9 @@ def chain_of_thought(a_rev: str, b_rev: str) -> str:
 class MultiplicationTask(Task):
     name = "multiplication"
     pair = True
+    # Reversed, so a number's leading digit is last: no 0 there (but the number 0 itself).
+    prompt_pattern = re.compile(r"(0|[0-9]*[1-9])\*(0|[0-9]*[1-9])=")
+    prompt_rule = "two numbers, least significant digit first, joined by '*', then '=', e.g. 321*54="
 
     @property
     def vocabulary(self) -> list[str]:

@@ -7,6 +7,8 @@ allowed).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from selfimprove.tasks.base import Difficulty, Example, Task, random_digits
@@ -20,11 +22,19 @@ def reversed_sum(a_rev: str, b_rev: str) -> str:
 
 class ReverseAdditionTask(Task):
     name = "reverse_addition"
+    prompt_pattern = re.compile(r"([0-9]+)\+([0-9]+)=")
+    prompt_rule = "two numbers of as many digits, least significant first, joined by '+', then '=', e.g. 21+93="
 
     def sample(self, difficulty: Difficulty, count: int, rng: np.random.Generator) -> list[Example]:
         n = int(difficulty)
         firsts, seconds = random_digits(n, count, rng), random_digits(n, count, rng)
         return [Example(prompt, self.solve(prompt)) for prompt in map("{}+{}=".format, firsts, seconds)]
+
+    def prompt_error(self, prompt: str) -> str | None:
+        match = self.prompt_pattern.fullmatch(prompt)
+        if match is None or len(match[1]) != len(match[2]):  # difficulty n: two n-digit operands
+            return f"not a {self.name} prompt ({self.prompt_rule})"
+        return None
 
     def solve(self, prompt: str) -> str:
         return reversed_sum(*prompt.removesuffix("=").split("+"))

@@ -19,6 +19,10 @@ from selfimprove.tasks.reverse_addition import reversed_sum
 
 class HintedReverseAdditionTask(HintedAdditionTask):
     name = "reverse_addition_hints"
+    prompt_rule = (
+        "two hinted numbers of as many digits, least significant first, each digit after its letter, the letters "
+        "a run of a-z then A-Z, the same in both, then '=', e.g. k1l2m3+k4l5m6="
+    )
 
     def sample(self, difficulty: Difficulty, count: int, rng: np.random.Generator) -> list[Example]:
         n = int(difficulty)
@@ -29,6 +33,10 @@ class HintedReverseAdditionTask(HintedAdditionTask):
             for s, a, b in zip(starts.tolist(), firsts, seconds, strict=True)
         ]
         return [Example(prompt, self.solve(prompt)) for prompt in prompts]
+
+    def operand_ok(self, operand: str) -> bool:
+        letters = operand[::2]
+        return letters == hint_run(letters[0], len(letters) + 1)[:-1]  # consecutive, and one more for the carry
 
     def solve(self, prompt: str) -> str:
         first, second = prompt.removesuffix("=").split("+")
