@@ -4,9 +4,11 @@
         [--out compare.png] [--x si.noise.rate]
 
 Runs are grouped by their result-determining config (run.json) minus the seed, or by the `--by` keys;
-per group: reach per round as mean ± std over seeds, the final reach, label accuracy, compute time and
-the number of seeds. The figure: reach and label accuracy against round, a line per group; with
-`--x KEY`, the final reach against that config value instead, a line per group of the rest.
+per group, how often it works over seeds: reach per round as mean ± std (with the number of runs where fewer
+than all reached that round), the final reach as median and range, how many runs' rounds added sizes past
+their base, the lowest label accuracy, compute time, and how many runs are done, stopped (collapse, no
+labels), running or unfinished. The figure: reach and label accuracy against round (median, band: the
+runs' range), a line per group; with `--x KEY`, the final reach against that config value instead.
 Read-only: it reads run.json, summary.json and .hydra/config.yaml and writes nothing into the runs.
 """
 
@@ -140,39 +142,73 @@ def group_runs(runs: list[Run], by: Sequence[str] = (), leave_out: Sequence[str]
     return [Group(label or "all runs", members) for label, members in zip(labels, groups.values(), strict=True)]
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], runs: int | None = None) -> str:
+    """`mean±std`, or the value when all agree; `(n)` after it when only n of a group's `runs` have a value."""
     if not values:
         return "-"
-    mean = statistics.fmean(values)
-    if len(values) == 1 or (spread := statistics.pstdev(values)) == 0:
-        return f"{mean:g}"
-    return f"{mean:.1f}±{spread:.1f}"
+    mean, spread = statistics.fmean(values), statistics.pstdev(values)
+    text = f"{mean:.1f}±{spread:.1f}" if spread else f"{mean:g}"
+    return text + (f"({len(values)})" if runs is not None and len(values) < runs else "")
+
+
+def median_range(values: list[float]) -> str:
+    """`median [lowest-highest]`, or the value when all agree: what a preset does over seeds, and how far apart."""
+    if not values:
+        return "-"
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"{mid:g}" if low == high else f"{mid:g} [{low:g}-{high:g}]"
+
+
+def states(runs: list[Run]) -> str:
+    """How many runs are in each state: `done 2, stopped 1`."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.state] = counts.get(run.state, 0) + 1
+    return ", ".join(f"{state} {n}" for state, n in sorted(counts.items()))
 
 
 def compare_table(groups: list[Group]) -> str:
     rows = []
     for g in groups:
-        finals = [float(run.reaches[-1]) for run in g.runs if run.reaches]
+        evaluated = [run for run in g.runs if run.reaches]
+        finals = [float(run.reaches[-1]) for run in evaluated]
+        # Self-improvement is the rounds adding sizes past what the base reached, not a large base reach.
+        gained = sum(run.reaches[-1] > run.reaches[0] for run in evaluated)
         labels = [a for per_round in g.per_round("label_accuracies") for a in per_round]
         seconds = [run.summary["seconds"] for run in g.runs if run.summary]
-        states = sorted({run.state for run in g.runs})
         rows.append(
             [
                 g.label,
-                " ".join(mean_std([float(v) for v in vs]) for vs in g.per_round("reaches")) or "-",
-                mean_std(finals),
+                " ".join(mean_std([float(v) for v in vs], len(g.runs)) for vs in g.per_round("reaches")) or "-",
+                median_range(finals),
+                f"{gained}/{len(evaluated)}" if evaluated else "-",
                 f"{min(labels):.3f}" if labels else "-",
                 f"{statistics.fmean(seconds):.0f}s" if seconds else "-",
                 len(g.runs),
-                ", ".join(states),
+                states(g.runs),
             ]
         )
-    headers = ["group", "reach per round (0, 1, ...)", "final reach", "min label acc", "time", "runs", "state"]
+    headers = [
+        "group",
+        "reach per round (0, 1, ...)",
+        "final reach",
+        "gained",
+        "min label acc",
+        "time",
+        "runs",
+        "state",
+    ]
     return table(headers, rows, left=1)
 
 
+def compare_dirs(dirs: Sequence[str | Path], by: Sequence[str] = ()) -> str:
+    """The table over every run at or below `dirs` (CompareError when there is none to read)."""
+    return compare_table(group_runs([load_run(path) for path in find_runs(dirs)], by))
+
+
 def plot(groups: list[Group], out: Path) -> None:
-    """Reach against round (mean, band: ± std over seeds) and label accuracy against round, a line per group."""
+    """Reach and label accuracy against round, a line per group: the median over its runs, and a band from the
+    lowest to the highest run (with a few seeds the range says more than a standard deviation)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -186,14 +222,12 @@ def plot(groups: list[Group], out: Path) -> None:
             if not points:
                 continue
             xs = [r for r, _ in points]
-            means = [statistics.fmean(vs) for _, vs in points]
-            spreads = [statistics.pstdev(vs) for _, vs in points]
-            (line,) = ax.plot(xs, means, "o-", label=f"{g.label} (n={len(g.runs)})")
-            lows = [m - s for m, s in zip(means, spreads, strict=True)]
-            highs = [m + s for m, s in zip(means, spreads, strict=True)]
+            medians = [statistics.median(vs) for _, vs in points]
+            (line,) = ax.plot(xs, medians, "o-", label=f"{g.label} (n={len(g.runs)})")
+            lows, highs = [min(vs) for _, vs in points], [max(vs) for _, vs in points]
             ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.2)
-    reach_ax.set(xlabel="round", ylabel="reach", title="reach (mean ± std over seeds)")
-    label_ax.set(xlabel="round", ylabel="label accuracy", title="accuracy of the kept self-labels")
+    reach_ax.set(xlabel="round", ylabel="reach", title="reach (median, band: range over runs)")
+    label_ax.set(xlabel="round", ylabel="label accuracy", title="kept self-labels right (median, range)")
     for ax in (reach_ax, label_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     reach_ax.yaxis.set_major_locator(MaxNLocator(integer=True))

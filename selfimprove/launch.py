@@ -13,6 +13,7 @@ running, and resubmits the rest; nothing finished is written again.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -24,6 +25,7 @@ from typing import Any
 
 import submitit
 
+from selfimprove.compare import CompareError, compare_dirs
 from selfimprove.grid import Point, hydra_session, launcher_params, make_point, parse_overrides, point_overrides
 from selfimprove.plan import Plan, Task, describe, plan
 from selfimprove.store import RunDir
@@ -254,6 +256,10 @@ def launch(req: Request) -> int:
             wait_slurm(ids + [t.active for p in plans for t in p.active() if t.active])
     report = status(sweep.root)
     print(report.text)
+    if len(points) > 1:  # seeds or a grid: the spread over its points, as `python -m selfimprove.compare` prints it
+        with contextlib.suppress(CompareError):  # no pipeline has opened its run yet: nothing to compare
+            spread = compare_dirs([sweep.root])
+            print(f"\nover the {len(points)} pipelines (python -m selfimprove.compare {sweep.root}):\n{spread}")
     return 1 if report.failed else 0
 
 

@@ -1,5 +1,6 @@
-"""python -m selfimprove.compare on run directories written by hand: grouping, mean ± std over seeds, run
-states, read-only. (On real sweeps and multiruns: test_sweep.py.)"""
+"""python -m selfimprove.compare on run directories written by hand: grouping, mean ± std and median and
+range over seeds, how many runs gained sizes, run states, read-only. (On real sweeps and multiruns:
+test_sweep.py.)"""
 
 from __future__ import annotations
 
@@ -55,9 +56,10 @@ def test_groups_by_config_without_seed_with_mean_and_std(tmp_path, compare):
     status, out, err = compare(str(sweep), "--out", str(figure))
     assert status == 0, err
     table = rows(out)
-    # seeds 0 and 1 at rate 0: round 1 reaches 11 and 12 -> 11.5 ± 0.5; round 2: 12 and 14 -> 13 ± 1.
-    assert table["si.noise.rate=0.0"] == ["10 11.5±0.5 13.0±1.0", "13.0±1.0", "0.970", "30s", "2", "done"]
-    assert table["si.noise.rate=0.2"] == ["10 11.5±0.5 12.0±1.0", "12.0±1.0", "0.800", "30s", "2", "done"]
+    # seeds 0 and 1 at rate 0: round 1 reaches 11 and 12 -> 11.5 ± 0.5; round 2: 12 and 14 -> 13 ± 1, median 13
+    # in [12, 14]; both runs' rounds added sizes past the base's 10.
+    assert table["si.noise.rate=0.0"] == ["10 11.5±0.5 13.0±1.0", "13 [12-14]", "2/2", "0.970", "30s", "2", "done 2"]
+    assert table["si.noise.rate=0.2"] == ["10 11.5±0.5 12.0±1.0", "12 [11-13]", "2/2", "0.800", "30s", "2", "done 2"]
     assert figure.stat().st_size > 10_000
 
 
@@ -69,9 +71,10 @@ def test_by_keys_and_states(tmp_path, compare):
         status, out, err = compare(str(tmp_path), "--by", "data.task")
     assert status == 0, err
     table = rows(out)
-    assert table["data.task=reverse"] == ["10 11", "11", "1.000", "20s", "1", "unfinished"]
-    # run c has no round 1: round 1's figure is run b's alone; the label accuracy is b's only one.
-    assert table["data.task=copy"] == ["10 9", "9.5±0.5", "0.500", "15s", "2", "running, stopped"]
+    assert table["data.task=reverse"] == ["10 11", "11", "1/1", "1.000", "20s", "1", "unfinished 1"]
+    # run c has no round 1: round 1's figure is run b's alone, and says so (1 of 2 runs); the final reach is b's 9
+    # and c's 10; neither run's rounds added a size; the label accuracy is b's only one.
+    assert table["data.task=copy"] == ["10 9(1)", "9.5 [9-10]", "0/2", "0.500", "15s", "2", "running 1, stopped 1"]
 
 
 def test_reads_and_never_writes(tmp_path, compare):
@@ -101,3 +104,16 @@ def test_reach_against_a_swept_value(tmp_path, compare):
     status, _, err = compare(str(tmp_path), "--x", "si.noise.rate", "--out", str(figure))
     assert status == 0 and figure.stat().st_size > 10_000, err
     assert compare(str(tmp_path), "--x", "si.noise")[:2] == (2, "")  # not a key: one line, nothing plotted
+
+
+def test_seeds_median_range_and_how_many_gained(tmp_path, compare):
+    # three seeds of one preset: one collapses where it started, two self-improve by different amounts
+    write_run(tmp_path / "0", [11, 12, 14, 15], [0.99, 0.99, 0.98], planned=3)
+    write_run(tmp_path / "1", [10, 10], [0.7], planned=3, stopped="collapse", **{"training.seed": 1})
+    write_run(tmp_path / "2", [11, 13, 16, 19], [1.0, 0.99, 0.99], planned=3, **{"training.seed": 2})
+    status, out, err = compare(str(tmp_path))
+    assert status == 0, err
+    (row,) = rows(out).values()
+    # round 2 and 3 are two runs' (the third stopped after round 1); finals 15, 10, 19: median 15 in [10, 19]
+    assert row == ["10.7±0.5 11.7±1.2 15.0±1.0(2) 17.0±2.0(2)", "15 [10-19]", "2/3", "0.700", "33s", "3",
+                   "done 2, stopped 1"]

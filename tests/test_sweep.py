@@ -180,6 +180,23 @@ def reference_run(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+def test_a_preset_over_seeds_reports_its_spread(tmp_path):
+    """The README's multi-seed command: one sweep over seeds, local processes, ends with the spread over them."""
+    sweep_dir = tmp_path / "seeds"
+    seeds = ["experiment=quick", "si.rounds=1", "training.seed=0,1"]
+    proc = sweep_cli(*seeds, "--cluster", "local", "--dir", str(sweep_dir))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    finals = [json.loads((sweep_dir / n / "summary.json").read_text())["reach"] for n in ("0", "1")]
+    spread = proc.stdout.split("over the 2 pipelines (python -m selfimprove.compare")[1]
+    (row,) = [line for line in spread.splitlines() if line.startswith("all runs")]
+    cells = [c.strip() for c in row.split("  ") if c.strip()]
+    low, high = min(finals), max(finals)
+    # the final reach, read back: one figure when the seeds agree, else the median and the range
+    assert cells[2] == (f"{low}" if low == high else f"{(low + high) / 2:g} [{low}-{high}]"), row
+    assert cells[-2:] == ["2", "done 2"], row
+
+
+@pytest.mark.slow
 def test_pipeline_fails_shows_in_status_and_resumes(tmp_path, reference_run):
     """On the in-process debug cluster: a failed job real processes would run is test_slurm's
     test_failed_job_shows_in_status_then_a_relaunch_finishes; the local executor's processes run in
