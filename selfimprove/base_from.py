@@ -60,11 +60,17 @@ def check(base_from: str, config: Mapping[str, Any], vocabulary: list[str], sour
     ]
     if differ:
         raise BaseFromError(f"base_from={base_from} trained another base: " + "; ".join(differ))
+    held = saved_value(theirs, "si.filters.voters", 1)
     for voter, stage in sources:
+        if voter >= held:
+            raise BaseFromError(
+                f"base_from={base_from} has {held} voter(s), 0 to {held - 1}, and this run asks for its voter {voter}:"
+                " fewer voters here (si.filters.voters), or pick which of its voters with base_from_voters=[...]"
+            )
         if base_checkpoint(source, voter, stage) is None:
             raise BaseFromError(
-                f"base_from={base_from} holds no base model for voter {voter} (fewer voters, or rounds trained"
-                " it further): start from a run with si=none or si.keep_round_checkpoints=true"
+                f"base_from={base_from} holds no base model for voter {voter} (its rounds trained it further): start"
+                " from a run with si=none or si.keep_round_checkpoints=true"
             )
 
 

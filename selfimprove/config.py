@@ -317,15 +317,9 @@ def validate(cfg: Any) -> None:
 
     d = cfg.data
     task = get_task(d.task, d)
-    need(
-        d.base_min >= task.min_difficulty,
-        f"data.base_min={d.base_min}: {d.task} difficulties start at {task.min_difficulty}",
-    )
+    problem = task.parameter_error() or task.base_error(d.base_min)
+    need(problem is None, str(problem))
     need(d.base_min <= d.base_max, f"data.base_min={d.base_min} > data.base_max={d.base_max}: the base set is empty")
-    need(
-        d.nodes >= 2 and d.hops >= 1 and d.side_nodes >= 0,
-        "data.nodes must be >= 2, data.hops >= 1 and data.side_nodes >= 0",
-    )
     need(
         d.eval_samples >= 1 and d.generate_batch_size >= 1,
         "data.eval_samples and data.generate_batch_size must be >= 1",

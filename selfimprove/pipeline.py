@@ -3,6 +3,7 @@ round graph of `graph` walked task by task, and the summary published after ever
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,8 +12,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from selfimprove import base_from, graph, report, runlock, stages, wandb_sink
-from selfimprove.config import saved_value
-from selfimprove.store import RunDir, atomic_write_json, read_json
+from selfimprove.config import BASE_TRAINING, saved_value
+from selfimprove.store import CorruptFileError, RunDir, atomic_write_json, read_json
 from selfimprove.train import resolve_device
 
 # Keys that may change when a run resumes: they change how it runs, not what it computes.
@@ -49,18 +50,27 @@ def resume_free(key: str) -> bool:
 
 
 def result_config(cfg: DictConfig) -> dict[str, Any]:
-    """The flattened config values that determine a run's results."""
-    flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    return {k: v for k, v in flat.items() if not resume_free(k)}
+    """The flattened config values that determine a run's results. A run that adopts its base models
+    (base_from) records the base-training settings they were trained with: its source's, as far as the
+    source's run.json can be read (a source that cannot is refused by the base_from check)."""
+    flat = {k: v for k, v in _flatten(OmegaConf.to_container(cfg, resolve=True)).items() if not resume_free(k)}
+    source = Path(cfg.base_from or "") / "run.json"
+    if cfg.base_from and source.is_file():
+        with contextlib.suppress(CorruptFileError, KeyError):
+            theirs = read_json(source)["config"]
+            flat.update({key: saved_value(theirs, key, flat[key]) for key in BASE_TRAINING})
+    return flat
 
 
-def saved_run(run_dir: Path) -> dict[str, Any]:
-    """run.json of an existing run directory, or ResumeError when `run_dir` is not one."""
+def saved_run(run_dir: Path, named: str | None = None) -> dict[str, Any]:
+    """run.json of an existing run directory, or ResumeError when `run_dir` is not one; `named` is how the
+    user named the directory (default: resume=<run_dir>)."""
     path = run_dir / "run.json"
+    named = named or f"resume={run_dir}"
     if not run_dir.is_dir():
-        raise ResumeError(f"resume={run_dir}: no such directory")
+        raise ResumeError(f"{named}: no such directory")
     if not path.exists():
-        raise ResumeError(f"resume={run_dir} is not a selfimprove run directory (no run.json)")
+        raise ResumeError(f"{named} is not a selfimprove run directory (no run.json)")
     return read_json(path)
 
 
@@ -68,10 +78,13 @@ def check_resumable(saved: dict[str, Any], cfg: DictConfig) -> None:
     vocabulary = stages.task_of(cfg).vocabulary
     if saved.get("vocabulary", vocabulary) != vocabulary:
         raise ResumeError(f"resuming would change the vocabulary, refused: {saved['vocabulary']} -> {vocabulary}")
+    # With base_from, the base-training settings are the source's, recorded when the run began (the source may be
+    # gone since): they do not change what this run computes.
+    adopted = BASE_TRAINING if cfg.base_from else ()
     changed = [
         f"{key}: {saved_value(saved['config'], key, None)!r} -> {value!r}"
         for key, value in result_config(cfg).items()
-        if saved_value(saved["config"], key, value) != value
+        if key not in adopted and saved_value(saved["config"], key, value) != value
     ] + [f"{key}: removed" for key in saved["config"] if key not in result_config(cfg)]
     if changed:
         raise ResumeError("resuming would change results, refused: " + "; ".join(changed))
@@ -109,35 +122,52 @@ def run(
     cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = (), on_open: Callable[[], None] | None = None
 ) -> dict[str, Any]:
     """Run (or continue) the experiment in `run_dir`; returns the summary. `on_open` is called once the run
-    is open (locked, and its run.json written or checked), before any stage."""
+    is open (locked, and its run.json written or checked), before any stage, when there is a stage to run."""
     started = time.perf_counter()
     with runlock.hold(run_dir):  # a second run.py on this directory is refused, not run twice
         ctx = open_run(cfg, run_dir, overrides)
         # First, and flushed: a run killed later (the case resume is for) has said where it is, even into a file.
         print(f"run dir: {ctx.run.root}", flush=True)
         try:
-            if on_open is not None:
+            left = work_left(ctx)
+            if on_open is not None and left:  # a resume with nothing to do leaves the run as it was
                 on_open()
             summary = _walk(ctx)
+            if not left:
+                done = len(summary["rounds"]) - 1
+                print(f"nothing to do: {done} round(s) done, si.rounds={ctx.cfg.si.rounds}", flush=True)
         finally:
             ctx.metrics.close()
     print(f"run dir: {ctx.run.root}  (this process: {time.perf_counter() - started:.0f}s)")
     return summary
 
 
+def work_left(ctx: stages.Context) -> bool:
+    """Whether a stage of the round graph, up to where the run stops, has not run yet."""
+    steps = graph.steps(ctx.voters, ctx.cfg.si.rounds)
+    stop = graph.first_stop(ctx.cfg, ctx.run, steps)
+    upto = steps[: stop[0] + 1] if stop else steps
+    return any(not ctx.run.is_done(stage) for step in upto for stage in step.stages())
+
+
 def _walk(ctx: stages.Context) -> dict[str, Any]:
-    """Every task of the round graph in order; after each evaluation the summary is published, and the
-    run stops after a step that says so (a collapsed round, a round that kept no labels)."""
+    """Every task of the round graph in order; after each evaluation that ran here the summary is published,
+    and the run stops after a step that says so (a collapsed round, a round that kept no labels). An
+    evaluation found done is published only if none after it is: a resume shows its table once."""
     summary: dict[str, Any] = {}
+    unpublished = False
     for step in graph.steps(ctx.voters, ctx.cfg.si.rounds):
+        ran = not all(ctx.run.is_done(stage) for stage in step.stages())
         results = [graph.run_step_task(ctx, step.kind, step.round, voter) for voter in step.task_voters()]
         stopped = results[0].get("stopped")
-        if step.kind == "eval" or stopped:
-            summary = publish(ctx, stopped)
+        if stopped or (step.kind == "eval" and ran):
+            summary, unpublished = publish(ctx, stopped), False
+        elif step.kind == "eval":
+            unpublished = True
         if stopped:
             print(stopped)
             break
-    return summary
+    return publish(ctx) if unpublished else summary
 
 
 def publish(ctx: stages.Context, stopped: str | None = None) -> dict[str, Any]:

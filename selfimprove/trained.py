@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from selfimprove.config import typed
 from selfimprove.decoder import Decoder
 from selfimprove.generate import complete
-from selfimprove.pipeline import saved_run
+from selfimprove.pipeline import ResumeError, saved_run
 from selfimprove.stages import restore, task_of
 from selfimprove.store import RunDir
 from selfimprove.tasks import Task
@@ -74,7 +74,11 @@ def load(run_dir: str | Path, voter: int = 0, round: int | None = None, device: 
     """Voter `voter`'s model of the run in `run_dir`: its newest weights, or after round `round` when the run
     kept its round checkpoints (si.keep_round_checkpoints=true; round 0 is the base model)."""
     run = RunDir(run_dir)
-    cfg = typed(_nested(saved_run(run.root)["config"]))
+    try:
+        saved = saved_run(run.root, f"selfimprove.load({str(run_dir)!r})")
+    except ResumeError as e:
+        raise LoadError(str(e)) from None
+    cfg = typed(_nested(saved["config"]))
     voters = cfg.si.filters.voters
     if not 0 <= voter < voters:
         raise LoadError(f"voter={voter}: the run has voters 0 to {voters - 1}")

@@ -77,6 +77,11 @@ def test_unknown_key_is_refused_with_or_without_plus(tmp_path, typed):
         (["data=maze", "data.hops=100"], "data.hops=100 has no effect: data.task=maze reads data.maze_difficulty=hops"),
         (["data.side_nodes=2"], "data.side_nodes=2 has no effect: data.task=copy reads no task parameter"),
         (["base_from=x", "training.base_steps=999"], "training.base_steps=999 has no effect with base_from=x"),
+        # a message names the key the user set and what to set instead
+        (["data=maze", "data.maze_difficulty=nodes"], "data.maze_difficulty=nodes counts nodes, and a maze of"),
+        (["data=maze", "data.maze_difficulty=nodes", "data.hops=0"], "data.hops=0: a path from S to E has at least 1"),
+        (["data=maze", "data.maze_difficulty=path", "data.side_nodes=-1"], "data.side_nodes=-1: the nodes off the"),
+        (["data=maze", "data.nodes=150"], "data.nodes=150: a maze has 2 to 99 nodes (its labels are the numbers 1-99)"),
         # the preset merges after the si group: si=none alone would run its 2 rounds
         (["si=none"], "si=none trains and evaluates the base only, but experiment=quick sets si.rounds=2"),
         (["base_from=x", "base_from_voters=[0,2]"], "names 2 voters, si.filters.voters=1: one each"),
@@ -94,6 +99,7 @@ def test_inconsistent_values_stop_before_any_work(tmp_path, overrides, message):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [last_line(proc)]  # one line, nothing else
     assert last_line(proc).startswith("error: ") and message in last_line(proc)
+    assert "rounds of" not in last_line(proc) or "block_size" in message  # no clause about a reach not asked for
     assert not run_dir.exists()  # no stray run directory
 
 

@@ -49,7 +49,7 @@ def test_base_from_refuses_what_cannot_serve_as_a_base(tmp_path, kept_run, base_
     # The other refusals, from the same check run.py and sweep.py call, in this process.
     register_configs()
     refusals = [
-        ([f"base_from={base_only}", "si.filters.voters=2"], "holds no base model for voter 1"),
+        ([f"base_from={base_only}", "si.filters.voters=2"], "has 1 voter(s), 0 to 0, and this run asks for its voter"),
         ([f"base_from={base_only}", "model.n_embd=32"], "trained another base: model.n_embd: 64 there, 32 here"),
         ([f"base_from={base_only}", "data=reverse"], "trained another base: data.task: 'copy' there, 'reverse' here"),
         ([f"base_from={tmp_path / 'nothing'}"], "is not a selfimprove run directory"),
@@ -89,3 +89,16 @@ def test_a_run_votes_among_the_voters_it_picks_from_another_run(tmp_path):
     proc = run_cli(*QUICK, "si.rounds=0", f"base_from={picked}", f"hydra.run.dir={chained}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((chained / "done" / "eval.round000.json").read_text())["accuracy"] == evaluated[1]["accuracy"]
+
+
+def test_an_adopted_base_is_recorded_with_the_settings_that_trained_it(tmp_path):
+    """run.json records what ran: a run from another run's base holds that run's base-training settings, not the
+    ones its own preset would have trained with, and it resumes (compare --by training.base_steps groups it right)."""
+    source, adopted = tmp_path / "source", tmp_path / "adopted"
+    proc = run_cli(*QUICK, "training.base_steps=80", "si.rounds=0", f"hydra.run.dir={source}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli(*QUICK, f"base_from={source}", "si.rounds=0", f"hydra.run.dir={adopted}")  # the preset says 60
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((adopted / "run.json").read_text())["config"]["training.base_steps"] == 80
+    again = run_cli(*QUICK, f"resume={adopted}", "si.rounds=1")
+    assert again.returncode == 0, again.stderr[-3000:]

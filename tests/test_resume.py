@@ -115,11 +115,15 @@ def test_resuming_a_finished_run_recomputes_nothing_and_can_add_rounds_in_any_di
     assert run_cli(*ARGS, f"hydra.run.dir='{run_dir}'").returncode == 0  # Hydra's grammar wants it quoted
     written = [p for p in run_dir.rglob("*") if p.is_file() and p.parent.name in ("done", "data", "voter0")]
     before = {p: p.stat().st_mtime_ns for p in written}
-    again = run_cli(*ARGS, f"resume={run_dir}")  # the path as the shell gives it
+    again = run_cli(*ARGS, f"resume={run_dir}", "si.rounds=1")  # the path as the shell gives it; fewer rounds
     assert again.returncode == 0, again.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in before} == before
+    # said once, with what is done; and a resume that did nothing leaves no record of itself
+    assert again.stdout.count("round  targets") == 1 and "nothing to do: 2 round(s) done, si.rounds=1" in again.stdout
+    assert not list((run_dir / ".hydra").glob("resume-*"))
     more = run_cli(*ARGS, f"resume={run_dir}", "si.rounds=3")
     assert more.returncode == 0, more.stderr[-3000:]
+    assert len(list((run_dir / ".hydra").glob("resume-*"))) == 1 and "nothing to do" not in more.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [r["targets"] for r in summary["rounds"][1:]] == [[11], [12], [13]]
 

@@ -122,6 +122,16 @@ class Task(ABC):
         """Why instances of `difficulty` cannot be made with this task's parameters (None: they can)."""
         return None
 
+    def parameter_error(self) -> str | None:
+        """Why a parameter this task reads (`settings`) has a value it cannot use, naming that key (None: fine)."""
+        return None
+
+    def base_error(self, base_min: int) -> str | None:
+        """Why the base set cannot start at `base_min` (None: it can)."""
+        if base_min >= self.min_difficulty:
+            return None
+        return f"data.base_min={base_min}: {self.name} difficulties start at {self.min_difficulty}"
+
 
 class DigitsTask(Task):
     """A task whose prompt is one digit string `a=` and whose answer is a function of it, of equal length."""

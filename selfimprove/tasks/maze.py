@@ -110,6 +110,25 @@ class MazeTask(Task):
             return int(difficulty) + 1 + self.side_nodes, int(difficulty)
         return self.nodes, int(difficulty)
 
+    def parameter_error(self) -> str | None:
+        if self.variant == "hops" and not 2 <= self.nodes <= MAX_LABEL:
+            labels = f"its labels are the numbers 1-{MAX_LABEL}"
+            return f"data.nodes={self.nodes}: a maze has 2 to {MAX_LABEL} nodes ({labels})"
+        if self.variant == "nodes" and self.hops < 1:
+            return f"data.hops={self.hops}: a path from S to E has at least 1 hop"
+        if self.variant == "path" and self.side_nodes < 0:
+            return f"data.side_nodes={self.side_nodes}: the nodes off the S-E path number 0 or more"
+        return None
+
+    def base_error(self, base_min: int) -> str | None:
+        if self.variant != "nodes" or base_min >= self.min_difficulty:
+            return super().base_error(base_min)
+        return (
+            f"data.maze_difficulty=nodes counts nodes, and a maze of data.hops={self.hops} hops has at least "
+            f"{self.min_difficulty}: set data.base_min and data.base_max from {self.min_difficulty} on (the paper's "
+            "variant: data.hops=9 data.base_min=10 data.base_max=30 si.length_step=3 model.block_size=512)"
+        )
+
     def difficulty_error(self, difficulty: Difficulty) -> str | None:
         nodes, hops = self.shape(difficulty)
         if nodes > MAX_LABEL:
