@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from selfimprove.logging import table
+from selfimprove.plotting import integer_axis
 from selfimprove.runlock import held
 from selfimprove.store import CorruptFileError, read_json
 
@@ -206,15 +207,10 @@ def compare_dirs(dirs: Sequence[str | Path], by: Sequence[str] = ()) -> str:
     return compare_table(group_runs([load_run(path) for path in find_runs(dirs)], by))
 
 
-def plot(groups: list[Group], out: Path) -> None:
+def figure(groups: list[Group]) -> Any:
     """Reach and label accuracy against round, a line per group: the median over its runs, and a band from the
     lowest to the highest run (with a few seeds the range says more than a standard deviation)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
+    plt = _pyplot()
     fig, (reach_ax, label_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for g in groups:
         for ax, values in ((reach_ax, "reaches"), (label_ax, "label_accuracies")):
@@ -227,27 +223,17 @@ def plot(groups: list[Group], out: Path) -> None:
             lows, highs = [min(vs) for _, vs in points], [max(vs) for _, vs in points]
             ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.2)
     reach_ax.set(xlabel="round", ylabel="reach", title="reach (median, band: range over runs)")
-    label_ax.set(xlabel="round", ylabel="label accuracy", title="kept self-labels right (median, range)")
+    label_ax.set(xlabel="round", ylabel="label accuracy", ylim=(0, 1.02), title="labels right (median, range)")
     for ax in (reach_ax, label_ax):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    reach_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    handles, labels = reach_ax.get_legend_handles_labels()
-    fig.tight_layout()
-    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.0, 0.0), fontsize="small", frameon=False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100, bbox_inches="tight")  # the legend below the axes, however long the labels
-    plt.close(fig)
+        integer_axis(ax, "x")
+    integer_axis(reach_ax, "y")
+    return _legend_below(fig, reach_ax)
 
 
-def plot_against(lines: list[Group], key: str, out: Path) -> None:
+def figure_against(lines: list[Group], key: str) -> Any:
     """The final reach (mean, bars: ± std over a point's runs) and label accuracy against the config value
     `key`, a line per group: e.g. reach against si.noise.rate, one line per si.noise.kind."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
+    plt = _pyplot()
     fig, (reach_ax, label_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for g in lines:
         values = sorted({run.config[key] for run in g.runs})
@@ -264,14 +250,33 @@ def plot_against(lines: list[Group], key: str, out: Path) -> None:
         )
         label_ax.plot(values, [statistics.fmean(a) if a else float("nan") for a in labels], "o-")
     reach_ax.set(xlabel=key, ylabel="final reach", title=f"reach against {key}")
-    label_ax.set(xlabel=key, ylabel="label accuracy (mean over rounds)", title="accuracy of the kept self-labels")
-    reach_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    handles, labels = reach_ax.get_legend_handles_labels()
+    label_ax.set(
+        xlabel=key, ylabel="label accuracy (mean over rounds)", ylim=(0, 1.02), title="accuracy of the kept self-labels"
+    )
+    integer_axis(reach_ax, "y")
+    return _legend_below(fig, reach_ax)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _legend_below(fig: Any, ax: Any) -> Any:
+    handles, labels = ax.get_legend_handles_labels()
     fig.tight_layout()
     fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.0, 0.0), fontsize="small", frameon=False)
+    return fig
+
+
+def save(fig: Any, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(out, dpi=100, bbox_inches="tight")  # the legend below the axes, however long the labels
+    _pyplot().close(fig)
 
 
 class Parser(argparse.ArgumentParser):
@@ -302,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(compare_table(groups))
     if args.out:
-        plot_against(lines, args.x, args.out) if args.x else plot(groups, args.out)
+        save(figure_against(lines, args.x) if args.x else figure(groups), args.out)
         print(f"figure: {args.out}")
     return 0
 

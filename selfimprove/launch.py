@@ -199,6 +199,8 @@ def launch(req: Request) -> int:
     root = Path(req.dir).resolve() if req.dir else default_dir().resolve()
     sweep = _existing_sweep(root)
     cluster = req.cluster or (sweep.data.get("cluster") if sweep else None) or "slurm"
+    origin = "--cluster" if req.cluster else "the sweep's last launch" if sweep else "the default"
+    chosen = cluster_line(cluster, origin)
     if cluster not in CLUSTERS:
         raise LaunchError(f"unknown cluster {cluster!r}: choose one of {', '.join(CLUSTERS)}")
     overrides, extras = point_overrides(config_overrides, sweep)
@@ -208,6 +210,7 @@ def launch(req: Request) -> int:
     threads = int(params.get("cpus_per_task") or 0)
     if req.dry_run:
         states = job_states(sweep.records() if sweep else [])
+        print(chosen)
         print(f"sweep dir: {root}{'' if sweep else ' (new)'}   cluster: {cluster}   (dry run: nothing is submitted)")
         print(describe([plan(p, sweep, states, threads) for p in points]))
         return 0
@@ -236,6 +239,7 @@ def launch(req: Request) -> int:
         sweep.save()  # from here on the directory is a sweep directory, whatever happens next
         for p in points:
             RunDir(p.run_dir).write_config_record(p.cfg, p.overrides, again=False)
+        print(chosen)
         print(f"sweep dir: {sweep.root}   cluster: {cluster}   launch {launch_no}")
         executor = make_executor(cluster, sweep.submitit_folder, params)
         if cluster != "slurm":
@@ -261,6 +265,17 @@ def launch(req: Request) -> int:
             spread = compare_dirs([sweep.root])
             print(f"\nover the {len(points)} pipelines (python -m selfimprove.compare {sweep.root}):\n{spread}")
     return 1 if report.failed else 0
+
+
+def cluster_line(cluster: str, origin: str) -> str:
+    """The first line sweep.py prints: where the jobs run, and why there (slurm is the default)."""
+    where = {
+        "slurm": "SLURM: every job is submitted with sbatch",
+        "local": "local processes on this machine",
+        "debug": "this process, one job after another",
+    }.get(cluster, cluster)
+    other = " (--cluster local runs them here)" if cluster == "slurm" and origin == "the default" else ""
+    return f"cluster: {cluster}, from {origin}: the jobs run on {where}{other}"
 
 
 def default_dir() -> Path:

@@ -6,6 +6,7 @@ import itertools
 from typing import Any
 
 from selfimprove.logging import table
+from selfimprove.plotting import integer_axis
 from selfimprove.stages import Context, accuracy_after, base_stage, eval_stage, label_stage, train_stage
 from selfimprove.tasks import as_difficulty, difficulty_name
 
@@ -120,23 +121,22 @@ def plot(summary: dict[str, Any], out_dir: Any) -> None:
     fig.savefig(out_dir / "accuracy.png", dpi=100, bbox_inches="tight")  # titles and legends never clipped
     plt.close(fig)
 
-    labelled = [r for r in rounds if r["label_accuracy"] is not None]
-    if labelled:
-        fig, ax = plt.subplots(figsize=(5, 3))
-        xs = [r["round"] for r in labelled]
-        ax.plot(xs, [r["label_accuracy"] for r in labelled], "o-", label="label accuracy (kept)")
-        ax.plot(xs, [r["kept_fraction"] for r in labelled], "s--", label="kept fraction")
-        ax.set(xlabel="round", ylim=(0, 1.02), title="self-labelled data per round")
-        ax.xaxis.set_major_locator(_integers())
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)  # below the axes
+    if any(r["label_accuracy"] is not None for r in rounds):
+        fig = _labels_figure(plt, summary)
         fig.savefig(out_dir / "labels.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
 
 
-def _integers() -> Any:
-    from matplotlib.ticker import MaxNLocator
-
-    return MaxNLocator(integer=True)
+def _labels_figure(plt: Any, summary: dict[str, Any]) -> Any:
+    labelled = [r for r in summary["rounds"] if r["label_accuracy"] is not None]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    xs = [r["round"] for r in labelled]
+    ax.plot(xs, [r["label_accuracy"] for r in labelled], "o-", label="label accuracy (kept)")
+    ax.plot(xs, [r["kept_fraction"] for r in labelled], "s--", label="kept fraction")
+    ax.set(xlabel="round", ylim=(0, 1.02), title="self-labelled data per round")
+    integer_axis(ax, "x")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)  # below the axes
+    return fig
 
 
 def _heatmap_colours(plt: Any) -> Any:
@@ -162,8 +162,8 @@ def _rounds_grid(plt: Any, summary: dict[str, Any]) -> Any:
         ax.plot([j - 0.5, j + 0.5], [r["trained_size"] + 0.5] * 2, color="white", lw=2)
         ax.plot([j - 0.5, j + 0.5], [r["reach"] + 0.5] * 2, color="red", lw=1.5, ls="--")
     ax.set(xlabel="round", ylabel="difficulty", title=f"{summary['task']}: accuracy per difficulty and round")
-    ax.xaxis.set_major_locator(_integers())
-    ax.yaxis.set_major_locator(_integers())
+    integer_axis(ax, "x", spread=False)  # a grid of cells: its extent is its axes
+    integer_axis(ax, "y", spread=False)
     fig.colorbar(image, ax=ax, label="accuracy")
     markers = [
         Line2D([], [], color="white", lw=2, label="largest trained"),
@@ -190,7 +190,7 @@ def _pair_grid(plt: Any, summary: dict[str, Any]) -> Any:
     reach = latest["reach"]
     ax.plot([0.5, reach + 0.5, reach + 0.5], [reach + 0.5, reach + 0.5, 0.5], color="red", lw=1.5, ls="--")
     ax.set(xlabel="b (digits)", ylabel="a (digits)", title=f"{summary['task']} after round {latest['round']}")
-    ax.xaxis.set_major_locator(_integers())
-    ax.yaxis.set_major_locator(_integers())
+    integer_axis(ax, "x", spread=False)  # a grid of cells: its extent is its axes
+    integer_axis(ax, "y", spread=False)
     fig.colorbar(image, ax=ax, label="accuracy (red: reach; grey: not evaluated)")
     return fig

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from selfimprove import runlock
-from selfimprove.compare import main
+from selfimprove.compare import figure, group_runs, load_run, main
 
 CONFIG = {"data.task": "reverse", "si.noise.rate": 0.0, "training.seed": 0, "si.keep_round_checkpoints": False}
 
@@ -117,3 +117,13 @@ def test_seeds_median_range_and_how_many_gained(tmp_path, compare):
     # round 2 and 3 are two runs' (the third stopped after round 1); finals 15, 10, 19: median 15 in [10, 19]
     assert row == ["10.7±0.5 11.7±1.2 15.0±1.0(2) 17.0±2.0(2)", "15 [10-19]", "2/3", "0.700", "33s", "3",
                    "done 2, stopped 1"]
+
+
+def test_a_single_round_or_a_flat_reach_gets_whole_number_axes(tmp_path):
+    # one run, round 0 only, reach 0 everywhere: the axes still read as rounds and sizes, not ±0.04 around a point
+    run = load_run(write_run(tmp_path / "run", [0], [], planned=2))
+    fig = figure(group_runs([run]))
+    reach_ax, label_ax = fig.axes[:2]
+    assert reach_ax.get_xlim() == (-1.0, 1.0) and reach_ax.get_ylim() == (-1.0, 1.0)
+    assert all(tick == int(tick) for tick in [*reach_ax.get_xticks(), *reach_ax.get_yticks()])
+    assert label_ax.get_ylim() == (0.0, 1.02)

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import to_rgba
 
-from selfimprove.report import _rounds_grid, drift, plot
+from selfimprove.report import _labels_figure, _rounds_grid, drift, plot
 
 SUMMARY = {
     "task": "copy",
@@ -79,3 +79,13 @@ def test_no_drift_when_a_round_recovers_or_the_newest_step_is_learnt():
     assert drift(learnt, 3, 0.98) is None  # round 3 brought the newest step over the reach threshold
     flat = [BASE_ROUND] + [labelled_round(r, 0.97, 0.95) for r in range(1, 5)]
     assert drift(flat, 3, 0.98) is None  # level is not falling
+
+
+def test_one_round_gets_whole_number_axes_not_a_sliver():
+    # matplotlib's margin around a single value is ±0.04: ticks at 0.96, 0.98, 1.00, ... for round 1 alone
+    fig = _labels_figure(plt, SUMMARY)
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    assert (low, high) == (0.0, 2.0)
+    assert all(tick == int(tick) for tick in ax.get_xticks())
+    plt.close(fig)

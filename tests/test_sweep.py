@@ -104,6 +104,8 @@ def test_dry_run_prints_the_graph_and_writes_nothing(tmp_path):
     proc = sweep_cli("data=copy,reverse", "si.rounds=1,2", *TINY[:2], "--dry-run", "--dir", str(sweep_dir))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("pipeline ") == 4
+    # no --cluster: SLURM, and the first line says so before anything else (a forgotten --cluster local)
+    assert proc.stdout.splitlines()[0].startswith("cluster: slurm, from the default: the jobs run on SLURM")
     assert "pipeline 3: data=reverse si.rounds=2" in proc.stdout
     assert "label r2   job          after: train r1, eval r1" in proc.stdout
     assert "train r2   array of 2" in proc.stdout
