@@ -174,7 +174,8 @@ def compare_table(groups: list[Group]) -> str:
         evaluated = [run for run in g.runs if run.reaches]
         finals = [float(run.reaches[-1]) for run in evaluated]
         # Self-improvement is the rounds adding sizes past what the base reached, not a large base reach.
-        gained = sum(run.reaches[-1] > run.reaches[0] for run in evaluated)
+        with_rounds = [run for run in evaluated if len(run.reaches) > 1]
+        gained = sum(run.reaches[-1] > run.reaches[0] for run in with_rounds)
         labels = [a for per_round in g.per_round("label_accuracies") for a in per_round]
         seconds = [run.summary["seconds"] for run in g.runs if run.summary]
         rows.append(
@@ -182,7 +183,7 @@ def compare_table(groups: list[Group]) -> str:
                 g.label,
                 " ".join(mean_std([float(v) for v in vs], len(g.runs)) for vs in g.per_round("reaches")) or "-",
                 median_range(finals),
-                f"{gained}/{len(evaluated)}" if evaluated else "-",
+                f"{gained}/{len(with_rounds)}" if with_rounds else "-",
                 f"{min(labels):.3f}" if labels else "-",
                 f"{statistics.fmean(seconds):.0f}s" if seconds else "-",
                 len(g.runs),

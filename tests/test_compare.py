@@ -73,8 +73,8 @@ def test_by_keys_and_states(tmp_path, compare):
     table = rows(out)
     assert table["data.task=reverse"] == ["10 11", "11", "1/1", "1.000", "20s", "1", "unfinished 1"]
     # run c has no round 1: round 1's figure is run b's alone, and says so (1 of 2 runs); the final reach is b's 9
-    # and c's 10; neither run's rounds added a size; the label accuracy is b's only one.
-    assert table["data.task=copy"] == ["10 9(1)", "9.5 [9-10]", "0/2", "0.500", "15s", "2", "running 1, stopped 1"]
+    # and c's 10; b's round did not add a size (c has had none to); the label accuracy is b's only one.
+    assert table["data.task=copy"] == ["10 9(1)", "9.5 [9-10]", "0/1", "0.500", "15s", "2", "running 1, stopped 1"]
 
 
 def test_reads_and_never_writes(tmp_path, compare):
