@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,6 +73,17 @@ def test_sweep_of_separate_processes_matches(tmp_path, reference):
     assert outcome(sweep / "0") == {k: v for k, v in reference.items() if k != "logged"}
 
 
+def kill_at_first_checkpoint(proc: subprocess.Popen, run_dir: Path) -> Path:
+    """SIGKILL `proc` as soon as voter 0's first checkpoint exists (or after 2 minutes); that checkpoint's path."""
+    checkpoint = run_dir / "checkpoints" / "voter0" / "latest.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return checkpoint
+
+
 def test_external_kill_during_training_then_resume(tmp_path, reference):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
@@ -80,13 +92,7 @@ def test_external_kill_during_training_then_resume(tmp_path, reference):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    checkpoint = run_dir / "checkpoints" / "voter0" / "latest.pt"
-    deadline = time.time() + 120
-    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert checkpoint.exists()
+    assert kill_at_first_checkpoint(proc, run_dir).exists()
     resumed = run_cli(*ARGS, f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert {**outcome(run_dir), "logged": logged(run_dir)} == reference
@@ -100,12 +106,7 @@ def test_a_killed_run_has_said_where_it_is(tmp_path):
     args = [*QUICK, "training.base_steps=100000", "training.checkpoint_every=10", f"hydra.run.dir={run_dir}"]
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=REPO, stdout=out, env=env)
-        checkpoint = run_dir / "checkpoints" / "voter0" / "latest.pt"
-        deadline = time.time() + 120
-        while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        checkpoint = kill_at_first_checkpoint(proc, run_dir)
     assert checkpoint.exists() and proc.returncode == -signal.SIGKILL
     assert f"run dir: {run_dir}" in log.read_text()
 
