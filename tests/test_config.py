@@ -125,7 +125,7 @@ def test_unknown_option_fails_at_composition():
         (["data.base_min=5", "data.base_max=3"], "the base set is empty"),
         (["data.base_min=0"], "data.base_min=0: copy difficulties start at 1"),
         (["data=maze", "data.nodes=8"], "maze: 19 hops need at least 20 nodes"),
-        (["data=maze", "data.maze_difficulty=nodes", "data.base_min=3"], "maze difficulties start at 6"),
+        (["data=maze", "data.maze_difficulty=nodes", "data.base_min=3"], "a maze of data.hops=5 hops has at least 6"),
         (["data=multiplication", "model.block_size=128"], r"multiplication at size 8 \(base 5 \+ 13 rounds.*231"),
         (["si.noise.kind=shuffle"], "si.noise.kind='shuffle' is not one of uniform, drop, perturb"),
         (["si.noise.rate=1.5"], "si.noise.rate=1.5 must lie in"),

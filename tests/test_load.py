@@ -35,7 +35,8 @@ def test_what_cannot_be_loaded_or_asked(kept_run):
         selfimprove.load(kept_run, round=7)
     with pytest.raises(LoadError, match="voter=1: the run has voters 0 to 0"):
         selfimprove.load(kept_run, voter=1)
-    with pytest.raises(LoadError, match=r"^selfimprove.load\('.*'\) is not a selfimprove run directory \(no run.json\)$"):
+    not_a_run = r"^selfimprove.load\('.*'\) is not a selfimprove run directory \(no run.json\)$"
+    with pytest.raises(LoadError, match=not_a_run):
         selfimprove.load(kept_run / "checkpoints")  # a folder of a run, not the run
     model = selfimprove.load(kept_run)
     with pytest.raises(ValueError, match=r"prompt '12a=': characters outside the vocabulary: \['a'\]"):
