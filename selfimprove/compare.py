@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,9 +163,7 @@ def median_range(values: list[float]) -> str:
 
 def states(runs: list[Run]) -> str:
     """How many runs are in each state: `done 2, stopped 1`."""
-    counts: dict[str, int] = {}
-    for run in runs:
-        counts[run.state] = counts.get(run.state, 0) + 1
+    counts = Counter(run.state for run in runs)
     return ", ".join(f"{state} {n}" for state, n in sorted(counts.items()))
 
 

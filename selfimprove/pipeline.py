@@ -81,11 +81,12 @@ def check_resumable(saved: dict[str, Any], cfg: DictConfig) -> None:
     # With base_from, the base-training settings are the source's, recorded when the run began (the source may be
     # gone since): they do not change what this run computes.
     adopted = BASE_TRAINING if cfg.base_from else ()
+    mine = result_config(cfg)  # once: under base_from it reads the source's run.json
     changed = [
         f"{key}: {saved_value(saved['config'], key, None)!r} -> {value!r}"
-        for key, value in result_config(cfg).items()
+        for key, value in mine.items()
         if key not in adopted and saved_value(saved["config"], key, value) != value
-    ] + [f"{key}: removed" for key in saved["config"] if key not in result_config(cfg)]
+    ] + [f"{key}: removed" for key in saved["config"] if key not in mine]
     if changed:
         raise ResumeError("resuming would change results, refused: " + "; ".join(changed))
 
