@@ -21,12 +21,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 from omegaconf import DictConfig
 
-from selfimprove.base_from import BaseFromError
 from selfimprove.config import CONF, ConfigError, check_keys, check_overrides, register_configs, validate
-from selfimprove.pipeline import ResumeError, run, saved_run
-from selfimprove.runlock import LOCK_FILE, RunLockedError
+from selfimprove.loop.base_from import BaseFromError
+from selfimprove.loop.pipeline import ResumeError, run, saved_run
+from selfimprove.loop.runlock import LOCK_FILE, RunLockedError
+from selfimprove.loop.train import NonFiniteLossError, resolve_device
 from selfimprove.store import CorruptFileError, IncompatibleCheckpointError, RunDir
-from selfimprove.train import NonFiniteLossError, resolve_device
 
 register_configs()
 

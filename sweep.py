@@ -16,8 +16,8 @@ import argparse
 import sys
 from typing import NoReturn
 
-from selfimprove.launch import CLUSTERS, Request, launch
-from selfimprove.sweepdir import LaunchError, status
+from selfimprove.cluster.launch import CLUSTERS, Request, launch
+from selfimprove.cluster.sweepdir import LaunchError, status
 
 
 class Parser(argparse.ArgumentParser):

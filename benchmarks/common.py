@@ -20,9 +20,9 @@ import torch
 from omegaconf import OmegaConf
 
 from selfimprove.config import ModelConfig, TrainingConfig
-from selfimprove.model import Transformer
+from selfimprove.models.native import Transformer
+from selfimprove.models.tokenizer import Tokenizer
 from selfimprove.tasks import get_task
-from selfimprove.tokenizer import Tokenizer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TASK = "copy"  # the task every benchmark draws its data from (the default experiment's)

@@ -13,10 +13,10 @@ import torch
 
 from benchmarks import common
 from selfimprove.config import TrainingConfig
-from selfimprove.data import BaseSource, MixtureSampler, Source, round_mixture
+from selfimprove.loop.data import BaseSource, MixtureSampler, Source, round_mixture
+from selfimprove.loop.train import make_optimizer, resolve_device, train_step
+from selfimprove.models.tokenizer import PAD
 from selfimprove.tasks import get_task
-from selfimprove.tokenizer import PAD
-from selfimprove.train import make_optimizer, resolve_device, train_step
 
 POINTS = [("tiny", 128), ("small", 1024)]
 

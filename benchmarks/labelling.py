@@ -19,12 +19,12 @@ import torch
 from torch.func import functional_call, stack_module_state
 
 from benchmarks import common
-from selfimprove.generate import Generation, generate
-from selfimprove.model import KVCache, Transformer
-from selfimprove.precision import autocast
+from selfimprove.loop.train import resolve_device
+from selfimprove.models.generate import Generation, generate
+from selfimprove.models.native import KVCache, Transformer
+from selfimprove.models.precision import autocast
+from selfimprove.models.tokenizer import BOS, EOS, PAD
 from selfimprove.tasks import get_task
-from selfimprove.tokenizer import BOS, EOS, PAD
-from selfimprove.train import resolve_device
 
 Decode = Callable[[torch.Tensor, int], object]  # (prompt ids, tokens to generate) -> whatever it returns
 

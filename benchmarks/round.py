@@ -29,8 +29,8 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 
 from benchmarks import common
-from selfimprove import graph, pipeline, stages
 from selfimprove.config import register_configs, validate
+from selfimprove.loop import graph, pipeline, stages
 
 BASE_OUTPUTS = ("checkpoints", "done/base.voter*.json", "done/eval.round000.json")
 

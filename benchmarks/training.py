@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from benchmarks import common
-from selfimprove.data import BaseSource, MixtureSampler, StepBatch
+from selfimprove.loop.data import BaseSource, MixtureSampler, StepBatch
+from selfimprove.loop.train import make_optimizer, resolve_device, train_step
 from selfimprove.tasks import get_task
-from selfimprove.train import make_optimizer, resolve_device, train_step
 
 DEFAULT_BATCH = {"tiny": 128, "small": 256}  # the CPU training batch of tiny; small at a CPU-sized batch
 

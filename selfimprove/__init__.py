@@ -9,8 +9,8 @@ from typing import Any
 
 
 def __getattr__(name: str) -> Any:
-    if name == "load":  # imported on first use: `import selfimprove.compare` needs no torch
-        from selfimprove.trained import load
+    if name == "load":  # imported on first use: `python -m selfimprove.compare` needs no torch
+        from selfimprove.results.load import load
 
         return load
     raise AttributeError(f"module 'selfimprove' has no attribute {name!r}")

@@ -55,7 +55,7 @@ class ModelConfig:
     # attention stays as sharp past the trained lengths as within them instead of spreading over more keys
     attention_scale: str = "log"
     dropout: float = 0.0
-    # hf only (selfimprove/hf_model.py)
+    # hf only (selfimprove/models/hf.py)
     path: str | None = None  # a local model directory, or a Hugging Face hub id found in the local cache
     lora: LoraConfig = field(default_factory=LoraConfig)
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower steps
@@ -284,9 +284,9 @@ def _get(cfg: Any, dotted: str) -> Any:
 
 def validate(cfg: Any) -> None:
     """Raise ConfigError on the first inconsistent value, before any work starts."""
-    from selfimprove.schedule import Curriculum
+    from selfimprove.loop.curriculum import Curriculum
+    from selfimprove.models.tokenizer import Tokenizer
     from selfimprove.tasks import TASKS, get_task
-    from selfimprove.tokenizer import Tokenizer
 
     def need(ok: bool, message: str) -> None:
         if not ok:
@@ -405,7 +405,7 @@ def validate(cfg: Any) -> None:
     )
     if m.kind == "hf":  # last: it reads the pretrained model's config and tokenizer
         try:
-            from selfimprove import hf_model
+            from selfimprove.models import hf as hf_model
         except ImportError as e:
             raise ConfigError(f"model.kind=hf needs transformers and peft ({e}): pip install -e '.[hf]'") from None
         hf_model.check(m, Tokenizer(task.vocabulary))

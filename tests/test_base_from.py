@@ -8,9 +8,9 @@ import torch
 from conftest import QUICK, REPO, SHARED_RUNS, copy_run, outcome, read_jsonl, run_cli
 from hydra import compose, initialize_config_dir
 
-from selfimprove.base_from import BaseFromError
 from selfimprove.config import register_configs
-from selfimprove.pipeline import check_base_from
+from selfimprove.loop.base_from import BaseFromError
+from selfimprove.loop.pipeline import check_base_from
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ import torch
 
 from benchmarks import common
 from benchmarks.labelling import never_eos, prompts, recompute, stacked_generate
-from selfimprove.generate import generate
-from selfimprove.model import Transformer
+from selfimprove.models.generate import generate
+from selfimprove.models.native import Transformer
 from selfimprove.store import RunDir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from selfimprove import runlock
-from selfimprove.compare import figure, group_runs, load_run, main
+from selfimprove.loop import runlock
+from selfimprove.results.compare import figure, group_runs, load_run, main
 
 CONFIG = {"data.task": "reverse", "si.noise.rate": 0.0, "training.seed": 0, "si.keep_round_checkpoints": False}
 
@@ -115,8 +115,15 @@ def test_seeds_median_range_and_how_many_gained(tmp_path, compare):
     assert status == 0, err
     (row,) = rows(out).values()
     # round 2 and 3 are two runs' (the third stopped after round 1); finals 15, 10, 19: median 15 in [10, 19]
-    assert row == ["10.7±0.5 11.7±1.2 15.0±1.0(2) 17.0±2.0(2)", "15 [10-19]", "2/3", "0.700", "33s", "3",
-                   "done 2, stopped 1"]
+    assert row == [
+        "10.7±0.5 11.7±1.2 15.0±1.0(2) 17.0±2.0(2)",
+        "15 [10-19]",
+        "2/3",
+        "0.700",
+        "33s",
+        "3",
+        "done 2, stopped 1",
+    ]
 
 
 def test_a_single_round_or_a_flat_reach_gets_whole_number_axes(tmp_path):

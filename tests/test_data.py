@@ -4,11 +4,11 @@ import torch
 from omegaconf import OmegaConf
 
 from selfimprove.config import ModelConfig, TrainingConfig
-from selfimprove.data import IGNORE, BaseSource, MixtureSampler, StoredSource, bucketed, collate, round_mixture
-from selfimprove.model import Transformer
+from selfimprove.loop.data import IGNORE, BaseSource, MixtureSampler, StoredSource, bucketed, collate, round_mixture
+from selfimprove.loop.train import make_optimizer, train_step
+from selfimprove.models.native import Transformer
+from selfimprove.models.tokenizer import BOS, EOS, PAD, Tokenizer
 from selfimprove.tasks import Example, get_task
-from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
-from selfimprove.train import make_optimizer, train_step
 
 COPY = get_task("copy")
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from selfimprove.config import FilterConfig
-from selfimprove.filters import VoterLabels, filter_labels, majority_vote
+from selfimprove.loop.filters import VoterLabels, filter_labels, majority_vote
 from selfimprove.tasks import get_task
 
 COPY = get_task("copy")  # length rule: a label of difficulty n has n digits

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from selfimprove.config import ModelConfig
-from selfimprove.generate import complete, generate
-from selfimprove.model import Attention, Transformer
+from selfimprove.models.generate import complete, generate
+from selfimprove.models.native import Attention, Transformer
+from selfimprove.models.tokenizer import BOS, EOS, PAD, Tokenizer
 from selfimprove.tasks import get_task
-from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
 
 TOKENIZER = Tokenizer(get_task("copy").vocabulary)  # every prompt here is a copy prompt: digits and "="
 

@@ -1,4 +1,4 @@
-"""model=hf: a pretrained Hugging Face causal LM with peft LoRA (selfimprove/hf_model.py), on a tiny random Llama
+"""model=hf: a pretrained Hugging Face causal LM with peft LoRA (selfimprove/models/hf.py), on a tiny random Llama
 saved to a temporary directory with its own tokenizer (benchmarks/tiny_llama.py, whose ids its docstring
 lists), offline: the token mapping, decoding, precision and gradient checkpointing in process; the whole loop
 through sweep.py and run.py, killed and resumed; bad input."""
@@ -16,15 +16,15 @@ from hydra import compose
 from omegaconf import OmegaConf
 
 import selfimprove
-from selfimprove import grid
+from selfimprove.cluster import grid
 from selfimprove.config import ConfigError, LoraConfig, ModelConfig, validate
-from selfimprove.data import collate
-from selfimprove.decoder import build
-from selfimprove.generate import complete, generate
-from selfimprove.stages import restore
+from selfimprove.loop.data import collate
+from selfimprove.loop.stages import restore
+from selfimprove.models.decoder import build
+from selfimprove.models.generate import complete, generate
+from selfimprove.models.tokenizer import BOS, EOS, Tokenizer
 from selfimprove.store import IncompatibleCheckpointError, RunDir
 from selfimprove.tasks import get_task
-from selfimprove.tokenizer import BOS, EOS, Tokenizer
 
 CPU = torch.device("cpu")
 TASK = get_task("reverse_addition")
@@ -52,7 +52,7 @@ def new_model(path: Path, precision: str = "fp32", seed: int = 0, **overrides):
 
 # -- tokens, decoding, precision (in process) -------------------------------------------------------
 def test_task_tokens_are_the_pretrained_tokenizers_own_single_token_ids(tiny_llama):
-    from selfimprove.hf_model import pretrained, token_ids
+    from selfimprove.models.hf import pretrained, token_ids
 
     table = token_ids(TOKENIZER, str(tiny_llama))
     # PAD (any id: it is never attended to), BOS, EOS, then 0-9 + = (the tiny tokenizer's ids, written by hand)
@@ -67,7 +67,7 @@ def test_task_tokens_are_the_pretrained_tokenizers_own_single_token_ids(tiny_lla
 def test_cached_decoding_equals_recomputation_and_labels_decode_to_the_tasks_text(tiny_llama):
     from test_generate import recompute_greedy
 
-    from selfimprove.hf_model import pretrained
+    from selfimprove.models.hf import pretrained
 
     model = new_model(tiny_llama).eval()
     rng = np.random.default_rng(0)

@@ -6,9 +6,9 @@ import pytest
 from conftest import SHARED_RUNS
 
 import selfimprove
-from selfimprove.evaluate import eval_examples
+from selfimprove.loop.evaluate import eval_examples
+from selfimprove.results.load import LoadError
 from selfimprove.tasks import as_difficulty
-from selfimprove.trained import LoadError
 
 pytestmark = [pytest.mark.slow, SHARED_RUNS]
 

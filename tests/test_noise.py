@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from selfimprove.config import NoiseConfig
-from selfimprove.noise import applies, corrupt, inject, numbers_of
+from selfimprove.loop.noise import applies, corrupt, inject, numbers_of
+from selfimprove.models.tokenizer import Tokenizer
 from selfimprove.tasks import get_task
-from selfimprove.tokenizer import Tokenizer
 
 DIGITS = list("0123456789")
 

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from selfimprove import precision
 from selfimprove.config import ModelConfig, TrainingConfig
-from selfimprove.data import BaseSource, MixtureSampler
-from selfimprove.model import Transformer
+from selfimprove.loop.data import BaseSource, MixtureSampler
+from selfimprove.loop.train import make_optimizer, train_steps
+from selfimprove.models import precision
+from selfimprove.models.native import Transformer
+from selfimprove.models.tokenizer import Tokenizer
 from selfimprove.tasks import get_task
-from selfimprove.tokenizer import Tokenizer
-from selfimprove.train import make_optimizer, train_steps
 
 COPY = get_task("copy")
 

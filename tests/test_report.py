@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import to_rgba
 
-from selfimprove.report import _labels_figure, _rounds_grid, drift, plot
+from selfimprove.results.report import _labels_figure, _rounds_grid, drift, plot
 
 SUMMARY = {
     "task": "copy",

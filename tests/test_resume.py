@@ -25,7 +25,7 @@ from conftest import (
 )
 
 import selfimprove
-from selfimprove import runlock
+from selfimprove.loop import runlock
 
 pytestmark = pytest.mark.slow
 

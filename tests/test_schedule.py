@@ -3,8 +3,8 @@ import itertools
 import pytest
 
 from selfimprove.config import TrainingConfig
-from selfimprove.schedule import Curriculum
-from selfimprove.train import lr_at, peak_lr, warmup_steps
+from selfimprove.loop.curriculum import Curriculum
+from selfimprove.loop.train import lr_at, peak_lr, warmup_steps
 
 
 def lengths(schedule="linear", step=1, base_max=10, lookahead=3, advance=0.0):

@@ -117,7 +117,7 @@ def pipeline(slurm, tmp_path_factory) -> Path:
 
 
 def test_job_graph_runs_with_its_dependencies_in_force(pipeline):
-    from selfimprove import graph
+    from selfimprove.loop import graph
 
     record = json.loads((pipeline / "sweep.json").read_text())
     jobs = record["jobs"]["0"]

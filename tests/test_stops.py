@@ -4,8 +4,8 @@ from conftest import REPO
 from hydra import compose, initialize_config_dir
 
 from selfimprove.config import register_configs
-from selfimprove.graph import collapse
-from selfimprove.stages import eval_stage
+from selfimprove.loop.graph import collapse
+from selfimprove.loop.stages import eval_stage
 from selfimprove.store import RunDir
 
 register_configs()

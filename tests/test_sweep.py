@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import QUICK, REPO, finished_run, give_to_user, read_only, run_cli
 
-from selfimprove import compare, graph, grid
+from selfimprove.cluster import grid
+from selfimprove.loop import graph
+from selfimprove.results import compare
 
 # Tiny pipelines: 2 voters, one torch thread per job (the 2-core CI machine runs several jobs at once).
 TINY = ["experiment=quick", "si.filters.voters=2", "training.threads=1"]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from selfimprove.config import DataConfig
+from selfimprove.models.tokenizer import Tokenizer
 from selfimprove.tasks import TASKS, get_task
 from selfimprove.tasks.maze import parse_prompt
-from selfimprove.tokenizer import Tokenizer
 
 
 @pytest.mark.parametrize(

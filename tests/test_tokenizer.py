@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from selfimprove.models.tokenizer import BOS, EOS, PAD, Tokenizer
 from selfimprove.tasks import get_task
-from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
 
 DIGITS = list("0123456789+=")
 

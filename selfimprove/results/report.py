@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from selfimprove.logging import table
-from selfimprove.plotting import integer_axis
-from selfimprove.stages import Context, accuracy_after, base_stage, eval_stage, label_stage, train_stage
+from selfimprove.loop.stages import Context, accuracy_after, base_stage, eval_stage, label_stage, train_stage
+from selfimprove.results.metrics import table
+from selfimprove.results.plotting import integer_axis
 from selfimprove.tasks import as_difficulty, difficulty_name
 
 

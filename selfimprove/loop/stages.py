@@ -21,19 +21,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from selfimprove import base_from, noise, precision
 from selfimprove.config import typed
-from selfimprove.data import BaseSource, MixtureSampler, Source, round_mixture
-from selfimprove.decoder import Decoder, build
-from selfimprove.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_point, judged
-from selfimprove.filters import VoterLabels, filter_labels
-from selfimprove.generate import complete
-from selfimprove.logging import MetricsLogger
-from selfimprove.schedule import Curriculum
-from selfimprove.store import IncompatibleCheckpointError, RunDir
-from selfimprove.tasks import Difficulty, Task, as_difficulty, difficulty_name, get_task
-from selfimprove.tokenizer import Tokenizer
-from selfimprove.train import (
+from selfimprove.loop import base_from, noise
+from selfimprove.loop.curriculum import Curriculum
+from selfimprove.loop.data import BaseSource, MixtureSampler, Source, round_mixture
+from selfimprove.loop.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_point, judged
+from selfimprove.loop.filters import VoterLabels, filter_labels
+from selfimprove.loop.train import (
     NonFiniteLossError,
     StepLog,
     make_optimizer,
@@ -42,6 +36,13 @@ from selfimprove.train import (
     train_steps,
     warmup_steps,
 )
+from selfimprove.models import precision
+from selfimprove.models.decoder import Decoder, build
+from selfimprove.models.generate import complete
+from selfimprove.models.tokenizer import Tokenizer
+from selfimprove.results.metrics import MetricsLogger
+from selfimprove.store import IncompatibleCheckpointError, RunDir
+from selfimprove.tasks import Difficulty, Task, as_difficulty, difficulty_name, get_task
 
 
 def base_stage(voter: int) -> str:

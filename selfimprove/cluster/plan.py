@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 from omegaconf import OmegaConf
 
-from selfimprove import graph
-from selfimprove.grid import Point
-from selfimprove.jobs import StageJob, step_jobs
+from selfimprove.cluster.grid import Point
+from selfimprove.cluster.jobs import StageJob, step_jobs
+from selfimprove.cluster.sweepdir import ACTIVE, SweepDir
+from selfimprove.loop import graph
 from selfimprove.store import RunDir
-from selfimprove.sweepdir import ACTIVE, SweepDir
 
 
 @dataclass

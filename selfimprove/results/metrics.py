@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from selfimprove.config import LoggerConfig
+from selfimprove.results.wandb_sink import WandbSink
 from selfimprove.store import atomic_write_bytes
-from selfimprove.wandb_sink import WandbSink
 
 
 class MetricsLogger:

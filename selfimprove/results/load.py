@@ -15,14 +15,14 @@ import torch
 from omegaconf import DictConfig
 
 from selfimprove.config import typed
-from selfimprove.decoder import Decoder
-from selfimprove.generate import complete
-from selfimprove.pipeline import ResumeError, saved_run
-from selfimprove.stages import restore, task_of
+from selfimprove.loop.pipeline import ResumeError, saved_run
+from selfimprove.loop.stages import restore, task_of
+from selfimprove.loop.train import resolve_device
+from selfimprove.models.decoder import Decoder
+from selfimprove.models.generate import complete
+from selfimprove.models.tokenizer import Tokenizer
 from selfimprove.store import RunDir
 from selfimprove.tasks import Task
-from selfimprove.tokenizer import Tokenizer
-from selfimprove.train import resolve_device
 
 
 class LoadError(RuntimeError):

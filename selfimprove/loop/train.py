@@ -13,9 +13,9 @@ from torch import nn
 from tqdm import tqdm
 
 from selfimprove.config import ConfigError, TrainingConfig
-from selfimprove.data import IGNORE, MixtureSampler, StepBatch
-from selfimprove.decoder import Decoder
-from selfimprove.precision import autocast
+from selfimprove.loop.data import IGNORE, MixtureSampler, StepBatch
+from selfimprove.models.decoder import Decoder
+from selfimprove.models.precision import autocast
 
 
 class NonFiniteLossError(RuntimeError):

@@ -11,10 +11,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from selfimprove import base_from, graph, report, runlock, stages, wandb_sink
 from selfimprove.config import BASE_TRAINING, saved_value
+from selfimprove.loop import base_from, graph, runlock, stages
+from selfimprove.loop.train import resolve_device
+from selfimprove.results import report, wandb_sink
 from selfimprove.store import CorruptFileError, RunDir, atomic_write_json, read_json
-from selfimprove.train import resolve_device
 
 # Keys that may change when a run resumes: they change how it runs, not what it computes.
 RESUME_FREE = (

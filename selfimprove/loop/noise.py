@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from selfimprove.config import NoiseConfig
-from selfimprove.tokenizer import Tokenizer
+from selfimprove.models.tokenizer import Tokenizer
 
 
 def applies(cfg: NoiseConfig, round_: int) -> bool:

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, TypeAlias
 import torch
 
 from selfimprove.config import ModelConfig
-from selfimprove.model import Transformer
-from selfimprove.precision import resolve
-from selfimprove.tokenizer import Tokenizer
+from selfimprove.models.native import Transformer
+from selfimprove.models.precision import resolve
+from selfimprove.models.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
-    from selfimprove.hf_model import HFModel
+    from selfimprove.models.hf import HFModel
 
 Decoder: TypeAlias = "Transformer | HFModel"
 
@@ -30,7 +30,7 @@ def build(cfg: ModelConfig, tokenizer: Tokenizer, device: torch.device, precisio
     """A new model on `device`, its initial (native) or LoRA (hf) weights drawn from torch's RNG. `precision`
     is training.precision: a pretrained model's frozen weights are kept in bf16 where it resolves to bf16."""
     if cfg.kind == "hf":
-        from selfimprove.hf_model import HFModel
+        from selfimprove.models.hf import HFModel
 
         dtype = torch.bfloat16 if resolve(precision, device) == "bf16" else torch.float32
         return HFModel(cfg, tokenizer, dtype).to(device)

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from selfimprove.decoder import Decoder
-from selfimprove.precision import autocast
-from selfimprove.tokenizer import BOS, EOS, PAD, Tokenizer
+from selfimprove.models.decoder import Decoder
+from selfimprove.models.precision import autocast
+from selfimprove.models.tokenizer import BOS, EOS, PAD, Tokenizer
 
 # Tokens allowed past the task's answer budget, so that a too-long answer is seen as such
 # (and rejected by the length filter) rather than cut off to look right.

@@ -30,7 +30,7 @@ import transformers
 from torch import nn
 
 from selfimprove.config import ConfigError, LoraConfig, ModelConfig
-from selfimprove.tokenizer import BOS, PAD, Tokenizer
+from selfimprove.models.tokenizer import BOS, PAD, Tokenizer
 
 # Weight loading draws a progress bar per model: a run loads one per stage and voter, and has its own bars.
 transformers.utils.logging.disable_progress_bar()

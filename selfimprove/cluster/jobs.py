@@ -13,8 +13,8 @@ from typing import Any
 
 import submitit
 
-from selfimprove import graph, pipeline, runlock
 from selfimprove.config import typed
+from selfimprove.loop import graph, pipeline, runlock
 from selfimprove.store import RunDir
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from selfimprove.models.tokenizer import BOS, EOS, Tokenizer
 from selfimprove.tasks import Difficulty, Example, Task
-from selfimprove.tokenizer import BOS, EOS, Tokenizer
 
 IGNORE = -100  # target value that carries no loss
 

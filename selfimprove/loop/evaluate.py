@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from selfimprove.decoder import Decoder
-from selfimprove.generate import complete
+from selfimprove.models.decoder import Decoder
+from selfimprove.models.generate import complete
+from selfimprove.models.tokenizer import Tokenizer
 from selfimprove.tasks import Difficulty, Example, Task
-from selfimprove.tokenizer import Tokenizer
 
 # Separate random streams, so that evaluation prompts never share a generator with training data.
 EVAL_STREAM, LABEL_STREAM, TRAIN_STREAM, NOISE_STREAM = 101, 202, 303, 404

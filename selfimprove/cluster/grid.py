@@ -18,11 +18,11 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from selfimprove import pipeline
-from selfimprove.base_from import BaseFromError
+from selfimprove.cluster.sweepdir import LaunchError, SweepDir, one_line
 from selfimprove.config import CONF, ConfigError, check_keys, check_overrides, register_configs, validate
+from selfimprove.loop import pipeline
+from selfimprove.loop.base_from import BaseFromError
 from selfimprove.store import CorruptFileError
-from selfimprove.sweepdir import LaunchError, SweepDir, one_line
 
 # Launcher keys that sweep.py sets itself (per step) or that only make sense in a Hydra multirun.
 OWN_LAUNCHER_KEYS = ("_target_", "submitit_folder", "name")

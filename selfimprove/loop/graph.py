@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from selfimprove import stages
+from selfimprove.loop import stages
 from selfimprove.store import RunDir
 
 

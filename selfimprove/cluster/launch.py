@@ -25,11 +25,9 @@ from typing import Any
 
 import submitit
 
-from selfimprove.compare import CompareError, compare_dirs
-from selfimprove.grid import Point, hydra_session, launcher_params, make_point, parse_overrides, point_overrides
-from selfimprove.plan import Plan, Task, describe, plan
-from selfimprove.store import RunDir
-from selfimprove.sweepdir import (
+from selfimprove.cluster.grid import Point, hydra_session, launcher_params, make_point, parse_overrides, point_overrides
+from selfimprove.cluster.plan import Plan, Task, describe, plan
+from selfimprove.cluster.sweepdir import (
     ACTIVE,
     SWEEP_FILE,
     LaunchError,
@@ -39,6 +37,8 @@ from selfimprove.sweepdir import (
     queued_states,
     status,
 )
+from selfimprove.results.compare import CompareError, compare_dirs
+from selfimprove.store import RunDir
 
 CLUSTERS = ("slurm", "local", "debug")
 # submitit's cluster-independent parameters; every other launcher key is prefixed with the cluster's name.

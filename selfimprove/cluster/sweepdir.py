@@ -21,8 +21,8 @@ from typing import Any
 
 import submitit
 
-from selfimprove import graph
-from selfimprove.logging import table
+from selfimprove.loop import graph
+from selfimprove.results.metrics import table
 from selfimprove.store import CorruptFileError, RunDir, atomic_write_json, read_json
 
 SWEEP_FILE = "sweep.json"
