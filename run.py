@@ -12,7 +12,6 @@ import os
 import sys
 from functools import partial
 from pathlib import Path
-from typing import NoReturn
 
 import hydra
 from hydra._internal.utils import get_args_parser
@@ -21,12 +20,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 from omegaconf import DictConfig
 
-from selfimprove.config import CONF, ConfigError, check_keys, check_overrides, register_configs, validate
-from selfimprove.loop.base_from import BaseFromError
-from selfimprove.loop.pipeline import ResumeError, run, saved_run
-from selfimprove.loop.runlock import LOCK_FILE, RunLockedError
-from selfimprove.loop.train import NonFiniteLossError, resolve_device
-from selfimprove.store import CorruptFileError, IncompatibleCheckpointError, RunDir
+from selfimprove.config import CONF, check_keys, check_overrides, register_configs, validate
+from selfimprove.errors import ConfigError, CorruptFileError, ResumeError, SelfImproveError, refuse
+from selfimprove.loop.pipeline import run, saved_run
+from selfimprove.loop.runlock import LOCK_FILE
+from selfimprove.loop.train import resolve_device
+from selfimprove.store import RunDir
 
 register_configs()
 
@@ -59,15 +58,7 @@ def main(cfg: DictConfig) -> None:
         # changes nothing in an existing run; a resume's record goes beside the run's own.
         record = partial(RunDir(run_dir).write_config_record, cfg, command_overrides, hydra_cfg)
         run(cfg, run_dir, overrides, on_open=record)
-    except (
-        BaseFromError,
-        ConfigError,
-        ResumeError,
-        RunLockedError,
-        CorruptFileError,
-        IncompatibleCheckpointError,
-        NonFiniteLossError,
-    ) as e:
+    except SelfImproveError as e:
         remove_if_unstarted(run_dir)
         refuse(str(e))
 
@@ -125,11 +116,6 @@ def remove_if_unstarted(run_dir: Path) -> None:
 def hydra_quoted(value: str) -> str:
     """A value as one Hydra override token, whatever it holds (spaces, non-ASCII letters, quotes)."""
     return "'" + value.replace("'", "\\'") + "'"
-
-
-def refuse(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def checked_arguments(argv: list[str]) -> list[str]:

@@ -14,26 +14,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
 
 from selfimprove.cluster.launch import CLUSTERS, Request, launch
-from selfimprove.cluster.sweepdir import LaunchError, status
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
-        print(f"error: {message} (python sweep.py --help)", file=sys.stderr)
-        sys.exit(2)
+from selfimprove.cluster.sweepdir import status
+from selfimprove.errors import ArgumentParser, SelfImproveError, refuse
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["status"]:
-        parser = Parser(prog="sweep.py status", description="A table per pipeline of a sweep directory.")
+        parser = ArgumentParser(prog="python sweep.py status", description="A table per pipeline of a sweep directory.")
         parser.add_argument("dir", help="the sweep directory")
         report = status(parser.parse_args(argv[1:]).dir)
         print(report.text)
         return 0
-    parser = Parser(prog="sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(
+        prog="python sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides; sweep syntax (a=1,2) makes a grid")
     parser.add_argument("--cluster", help=f"{' | '.join(CLUSTERS)} (default: the sweep's last, else slurm)")
     parser.add_argument("--dir", help="the sweep directory (default: outputs/sweeps/<date>/<time>)")
@@ -49,6 +45,5 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
-    except LaunchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except SelfImproveError as e:
+        refuse(str(e))

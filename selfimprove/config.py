@@ -18,11 +18,9 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import MISSING, OmegaConf
 
+from selfimprove.errors import ConfigError
+
 CONF = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config groups, one folder each
-
-
-class ConfigError(ValueError):
-    """An inconsistent configuration: reported as one line before any work starts."""
 
 
 @dataclass

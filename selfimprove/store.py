@@ -19,15 +19,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from selfimprove.errors import CorruptFileError
 from selfimprove.tasks import Example
-
-
-class CorruptFileError(RuntimeError):
-    """A run-directory file that cannot be read; the message names its path."""
-
-
-class IncompatibleCheckpointError(RuntimeError):
-    """A checkpoint written for another vocabulary or model shape; the message names its path."""
 
 
 def _umask() -> int:

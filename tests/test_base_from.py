@@ -9,7 +9,7 @@ from conftest import QUICK, REPO, SHARED_RUNS, copy_run, outcome, read_jsonl, ru
 from hydra import compose, initialize_config_dir
 
 from selfimprove.config import register_configs
-from selfimprove.loop.base_from import BaseFromError
+from selfimprove.errors import BaseFromError
 from selfimprove.loop.pipeline import check_base_from
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,6 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError
 
 from selfimprove.config import (
-    ConfigError,
     DataConfig,
     LoggerConfig,
     ModelConfig,
@@ -16,6 +15,7 @@ from selfimprove.config import (
     register_configs,
     validate,
 )
+from selfimprove.errors import ConfigError
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 GROUPS = {

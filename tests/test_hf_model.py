@@ -17,13 +17,14 @@ from omegaconf import OmegaConf
 
 import selfimprove
 from selfimprove.cluster import grid
-from selfimprove.config import ConfigError, LoraConfig, ModelConfig, validate
+from selfimprove.config import LoraConfig, ModelConfig, validate
+from selfimprove.errors import ConfigError, IncompatibleCheckpointError
 from selfimprove.loop.data import collate
 from selfimprove.loop.stages import restore
 from selfimprove.models.decoder import build
 from selfimprove.models.generate import complete, generate
 from selfimprove.models.tokenizer import BOS, EOS, Tokenizer
-from selfimprove.store import IncompatibleCheckpointError, RunDir
+from selfimprove.store import RunDir
 from selfimprove.tasks import get_task
 
 CPU = torch.device("cpu")

@@ -6,8 +6,8 @@ import pytest
 from conftest import SHARED_RUNS
 
 import selfimprove
+from selfimprove.errors import LoadError
 from selfimprove.loop.evaluate import eval_examples
-from selfimprove.results.load import LoadError
 from selfimprove.tasks import as_difficulty
 
 pytestmark = [pytest.mark.slow, SHARED_RUNS]

@@ -18,11 +18,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from selfimprove.cluster.sweepdir import LaunchError, SweepDir, one_line
-from selfimprove.config import CONF, ConfigError, check_keys, check_overrides, register_configs, validate
+from selfimprove.cluster.sweepdir import SweepDir
+from selfimprove.config import CONF, check_keys, check_overrides, register_configs, validate
+from selfimprove.errors import BaseFromError, ConfigError, CorruptFileError, LaunchError, ResumeError, one_line
 from selfimprove.loop import pipeline
-from selfimprove.loop.base_from import BaseFromError
-from selfimprove.store import CorruptFileError
 
 # Launcher keys that sweep.py sets itself (per step) or that only make sense in a Hydra multirun.
 OWN_LAUNCHER_KEYS = ("_target_", "submitit_folder", "name")
@@ -159,6 +158,6 @@ def make_point(num: int, overrides: list[str], extras: list[str], sweep: SweepDi
     if (run_dir / "run.json").exists():  # a point that ran before: refuse what would change its results
         try:
             pipeline.check_resumable(pipeline.saved_run(run_dir), point.cfg)
-        except (pipeline.ResumeError, CorruptFileError) as e:
+        except (ResumeError, CorruptFileError) as e:
             raise LaunchError(f"{run_dir}: {e}") from None
     return point

@@ -27,17 +27,9 @@ import submitit
 
 from selfimprove.cluster.grid import Point, hydra_session, launcher_params, make_point, parse_overrides, point_overrides
 from selfimprove.cluster.plan import Plan, Task, describe, plan
-from selfimprove.cluster.sweepdir import (
-    ACTIVE,
-    SWEEP_FILE,
-    LaunchError,
-    SweepDir,
-    job_states,
-    one_line,
-    queued_states,
-    status,
-)
-from selfimprove.results.compare import CompareError, compare_dirs
+from selfimprove.cluster.sweepdir import ACTIVE, SWEEP_FILE, SweepDir, job_states, queued_states, status
+from selfimprove.errors import CompareError, LaunchError, one_line
+from selfimprove.results.compare import compare_dirs
 from selfimprove.store import RunDir
 
 CLUSTERS = ("slurm", "local", "debug")

@@ -21,9 +21,10 @@ from typing import Any
 
 import submitit
 
+from selfimprove.errors import CorruptFileError, LaunchError
 from selfimprove.loop import graph
 from selfimprove.results.metrics import table
-from selfimprove.store import CorruptFileError, RunDir, atomic_write_json, read_json
+from selfimprove.store import RunDir, atomic_write_json, read_json
 
 SWEEP_FILE = "sweep.json"
 # Scheduler states of a job that may still run (or run again): such a job is waited for, not resubmitted.
@@ -32,16 +33,6 @@ ACTIVE = {
     "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED",
 }  # fmt: skip
 FAILED = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
-
-
-class LaunchError(RuntimeError):
-    """Bad input, found before anything is submitted: reported as one line."""
-
-
-def one_line(e: BaseException) -> str:
-    """An exception (and its cause, when it adds something) as one line, for a LaunchError."""
-    text = f"{e}: {e.__cause__}" if e.__cause__ and str(e.__cause__) not in str(e) else str(e)
-    return " ".join(text.split())
 
 
 # -- the sweep directory ----------------------------------------------------------------------------

@@ -16,15 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from selfimprove.config import saved_value
-from selfimprove.store import CorruptFileError, RunDir, read_json
+from selfimprove.errors import BaseFromError, CorruptFileError
+from selfimprove.store import RunDir, read_json
 
 # Config keys that define what the base models are: their shape, and the task and difficulties they learned.
 BASE_PREFIXES = ("model.", "data.")
 NOT_BASE = {"data.eval_samples", "data.eval_lookahead", "data.generate_batch_size"}
-
-
-class BaseFromError(ValueError):
-    """The base_from run cannot serve as this run's base; the message says why, in one line."""
 
 
 def base_checkpoint(source: RunDir, voter: int, stage: str) -> Path | None:

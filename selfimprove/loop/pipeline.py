@@ -12,10 +12,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from selfimprove.config import BASE_TRAINING, saved_value
+from selfimprove.errors import CorruptFileError, ResumeError
 from selfimprove.loop import base_from, graph, runlock, stages
 from selfimprove.loop.train import resolve_device
 from selfimprove.results import report, wandb_sink
-from selfimprove.store import CorruptFileError, RunDir, atomic_write_json, read_json
+from selfimprove.store import RunDir, atomic_write_json, read_json
 
 # Keys that may change when a run resumes: they change how it runs, not what it computes.
 RESUME_FREE = (
@@ -30,10 +31,6 @@ RESUME_FREE = (
     "training.checkpoint_every",
     "data.generate_batch_size",
 )
-
-
-class ResumeError(RuntimeError):
-    """A resume that would change results, or a path that is not a run directory."""
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -12,12 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from selfimprove.errors import RunLockedError
+
 LOCK_FILE = ".lock"
 RETRY_S = 2.0  # `held` takes the lock for an instant: a starting run waits that long before refusing
-
-
-class RunLockedError(RuntimeError):
-    pass
 
 
 @contextmanager

@@ -22,26 +22,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from selfimprove.config import typed
+from selfimprove.errors import IncompatibleCheckpointError, NonFiniteLossError
 from selfimprove.loop import base_from, noise
 from selfimprove.loop.curriculum import Curriculum
 from selfimprove.loop.data import BaseSource, MixtureSampler, Source, round_mixture
 from selfimprove.loop.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_point, judged
 from selfimprove.loop.filters import VoterLabels, filter_labels
-from selfimprove.loop.train import (
-    NonFiniteLossError,
-    StepLog,
-    make_optimizer,
-    peak_lr,
-    resolve_device,
-    train_steps,
-    warmup_steps,
-)
+from selfimprove.loop.train import StepLog, make_optimizer, peak_lr, resolve_device, train_steps, warmup_steps
 from selfimprove.models import precision
 from selfimprove.models.decoder import Decoder, build
 from selfimprove.models.generate import complete
 from selfimprove.models.tokenizer import Tokenizer
 from selfimprove.results.metrics import MetricsLogger
-from selfimprove.store import IncompatibleCheckpointError, RunDir
+from selfimprove.store import RunDir
 from selfimprove.tasks import Difficulty, Task, as_difficulty, difficulty_name, get_task
 
 

@@ -12,14 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from selfimprove.config import ConfigError, TrainingConfig
+from selfimprove.config import TrainingConfig
+from selfimprove.errors import ConfigError, NonFiniteLossError
 from selfimprove.loop.data import IGNORE, MixtureSampler, StepBatch
 from selfimprove.models.decoder import Decoder
 from selfimprove.models.precision import autocast
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf; the message says which stage and step."""
 
 
 def resolve_device(name: str) -> torch.device:

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 import transformers
 from torch import nn
 
-from selfimprove.config import ConfigError, LoraConfig, ModelConfig
+from selfimprove.config import LoraConfig, ModelConfig
+from selfimprove.errors import ConfigError
 from selfimprove.models.tokenizer import BOS, PAD, Tokenizer
 
 # Weight loading draws a progress bar per model: a run loads one per stage and voter, and has its own bars.

@@ -21,21 +21,18 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from selfimprove.errors import ArgumentParser, CompareError, CorruptFileError
 from selfimprove.loop.runlock import held
 from selfimprove.results.metrics import table
 from selfimprove.results.plotting import integer_axis
-from selfimprove.store import CorruptFileError, read_json
+from selfimprove.store import read_json
 
 # Keys that vary between seeds of one experiment or do not change its numbers.
 NOT_GROUPED = ("training.seed", "si.keep_round_checkpoints")
 # Folders of a run or a sweep that never hold runs: not searched.
 NOT_SEARCHED = {"checkpoints", "data", "plots", "done", "wandb"}
-
-
-class CompareError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -279,14 +276,8 @@ def save(fig: Any, out: Path) -> None:
     _pyplot().close(fig)
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (python -m selfimprove.compare --help)", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(
+    parser = ArgumentParser(
         prog="python -m selfimprove.compare",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -15,7 +15,8 @@ import torch
 from omegaconf import DictConfig
 
 from selfimprove.config import typed
-from selfimprove.loop.pipeline import ResumeError, saved_run
+from selfimprove.errors import LoadError, ResumeError
+from selfimprove.loop.pipeline import saved_run
 from selfimprove.loop.stages import restore, task_of
 from selfimprove.loop.train import resolve_device
 from selfimprove.models.decoder import Decoder
@@ -23,10 +24,6 @@ from selfimprove.models.generate import complete
 from selfimprove.models.tokenizer import Tokenizer
 from selfimprove.store import RunDir
 from selfimprove.tasks import Task
-
-
-class LoadError(RuntimeError):
-    pass
 
 
 @dataclass

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from selfimprove.config import ConfigError, LoggerConfig
+from selfimprove.config import LoggerConfig
+from selfimprove.errors import ConfigError
 
 STEP = "global_step"  # the x axis: training steps since the first base step, across rounds
 ENV_MODES = ("online", "offline", "disabled", "dryrun", "run")  # what wandb accepts in WANDB_MODE
