@@ -31,6 +31,8 @@ from hydra import compose, initialize_config_dir
 from benchmarks import common
 from selfimprove.config import register_configs, validate
 from selfimprove.loop import graph, pipeline, stages
+from selfimprove.loop.context import Context
+from selfimprove.loop.runstate import eval_stage
 
 BASE_OUTPUTS = ("checkpoints", "done/base.voter*.json", "done/eval.round000.json")
 
@@ -117,17 +119,17 @@ def main() -> None:
 COLUMNS = {"base": "training_s", "label": "label_s", "train": "training_s", "eval": "evaluation_s"}
 
 
-def time_round(ctx: stages.Context, round_: int, steps: Iterable[graph.Step], labelling: Stopwatch) -> dict:
-    """Every task of the round's steps (round 0: the base stage and its evaluation), as the pipeline runs
-    them; no figures for a base stage that was reused."""
-    if round_ == 0 and ctx.run.is_done(stages.eval_stage(0)):
+def time_round(ctx: Context, round_: int, steps: Iterable[graph.Step], labelling: Stopwatch) -> dict:
+    """Every stage of the round's steps (round 0: the base stage and its evaluation), as the pipeline runs
+    them, without the summary published after an evaluation; no figures for a base stage that was reused."""
+    if round_ == 0 and ctx.run.is_done(eval_stage(0)):
         return {"round": 0, "reused": True}
     labelling.seconds = 0.0
     spent = dict.fromkeys(COLUMNS.values(), 0.0)
     for step in steps:
-        for voter in step.task_voters():
+        for voter in step.stage_voters():
             start = time.perf_counter()
-            graph.run_step_task(ctx, step.kind, step.round, voter)
+            graph.KINDS[step.kind].run(ctx, step.round, voter)
             spent[COLUMNS[step.kind]] += time.perf_counter() - start
     label = spent.pop("label_s")
     split = {"labelling_s": labelling.seconds, "filtering_s": label - labelling.seconds} if round_ else {}

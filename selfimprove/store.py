@@ -1,4 +1,4 @@
-"""The run directory: atomic writes, done-markers, checkpoints and round data.
+"""The run directory: atomic writes, done-markers, run.json, the paths of checkpoints, and round data.
 
 Every file that a later stage reads is written to a temporary file in the same folder, fsynced,
 and renamed over its target, so a kill at any moment leaves either the old or the new file. A
@@ -7,7 +7,6 @@ stage is done when its marker `done/<stage>.json` exists; the marker is written 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
@@ -16,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from selfimprove.errors import CorruptFileError
@@ -82,6 +80,17 @@ class RunDir:
     def run_json(self) -> Path:
         return self.root / "run.json"
 
+    def is_run(self) -> bool:
+        """Whether a run began here: its run.json (overrides, result config, vocabulary) is written first."""
+        return self.run_json.exists()
+
+    def record(self) -> dict[str, Any]:
+        """run.json: the overrides, the result-determining config (flattened) and the vocabulary."""
+        return read_json(self.run_json)
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        atomic_write_json(self.run_json, record)
+
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
@@ -115,21 +124,6 @@ class RunDir:
         OmegaConf.save(OmegaConf.create(list(overrides)), record / "overrides.yaml")
         if hydra is not None:
             OmegaConf.save(OmegaConf.create({"hydra": hydra}), record / "hydra.yaml")
-
-    # -- checkpoints ------------------------------------------------------------------------------
-    def save_checkpoint(self, path: Path, state: dict[str, Any]) -> None:
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
-
-    def load_checkpoint(self, path: Path) -> dict[str, Any]:
-        try:
-            # Our own files: they hold numpy RNG state next to tensors, so the full unpickler is needed.
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except FileNotFoundError:
-            raise
-        except Exception as e:
-            raise CorruptFileError(f"corrupt checkpoint {path}: {type(e).__name__}: {e}") from e
 
     # -- round data -------------------------------------------------------------------------------
     def write_round(self, round_: int, rows: Iterable[dict[str, Any]]) -> None:

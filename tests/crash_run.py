@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from selfimprove import store
+from selfimprove.loop.checkpoint import Checkpoint
 
 
 def die() -> None:
@@ -36,14 +37,14 @@ if kind == "marker":
     store.RunDir.mark_done = crash_before_marker
 elif kind == "checkpoint":
     stage, step = where.rsplit(":", 1)
-    save_checkpoint = store.RunDir.save_checkpoint
+    save = Checkpoint.save
 
-    def crash_after_checkpoint(self, path, state):
-        save_checkpoint(self, path, state)
-        if state["stage"] == stage and state["step"] == int(step):
+    def crash_after_checkpoint(self, path):
+        save(self, path)
+        if self.stage == stage and self.step == int(step):
             die()
 
-    store.RunDir.save_checkpoint = crash_after_checkpoint
+    Checkpoint.save = crash_after_checkpoint
 elif kind == "rename":
     replace = os.replace
 

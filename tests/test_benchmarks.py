@@ -14,6 +14,7 @@ import torch
 
 from benchmarks import common
 from benchmarks.labelling import never_eos, prompts, recompute, stacked_generate
+from selfimprove.loop.checkpoint import Checkpoint
 from selfimprove.models.generate import generate
 from selfimprove.models.native import Transformer
 from selfimprove.store import RunDir
@@ -79,7 +80,7 @@ def test_round_benchmark_reuses_a_base(tmp_path):
     assert [r["round"] for r in first] == [0, 1]
     assert first[0]["training_s"] > 0 and (tmp_path / "base" / "done" / "base.voter0.json").exists()
     saved = RunDir(tmp_path / "base")
-    assert saved.load_checkpoint(saved.checkpoint(0))["stage"] == "base.voter0"  # saved before round 1 trained
+    assert Checkpoint.load(saved.checkpoint(0)).stage == "base.voter0"  # saved before round 1 trained
     again = run_module("round", "--base", str(tmp_path / "base"), "--vs", "training.length_buckets=2")["results"]
     # Both contenders reuse the base (not retrained), then round 1 is timed for each in turn.
     assert [(r["contender"], r["round"], r.get("reused")) for r in again] == [

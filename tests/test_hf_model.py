@@ -19,8 +19,8 @@ import selfimprove
 from selfimprove.cluster import grid
 from selfimprove.config import LoraConfig, ModelConfig, validate
 from selfimprove.errors import ConfigError, IncompatibleCheckpointError
+from selfimprove.loop.checkpoint import Checkpoint, restore
 from selfimprove.loop.data import collate
-from selfimprove.loop.stages import restore
 from selfimprove.models.decoder import build
 from selfimprove.models.generate import complete, generate
 from selfimprove.models.tokenizer import BOS, EOS, Tokenizer
@@ -119,8 +119,15 @@ def test_bf16_keeps_the_frozen_weights_in_bf16_and_lora_in_fp32(tiny_llama):
 def save_checkpoint(run: RunDir, model, model_cfg) -> Path:
     """What a training stage's checkpoint holds of the model (stages._train)."""
     path = run.checkpoint(0)
-    state = {"model": model.state_dict(), "model_config": OmegaConf.to_container(model_cfg)}
-    run.save_checkpoint(path, {**state, "base_model": model.base_identity, "vocabulary": TOKENIZER.vocabulary})
+    config = OmegaConf.to_container(model_cfg)
+    Checkpoint(
+        model.state_dict(),
+        "base.voter0",
+        0,
+        model_config=config,
+        base_model=model.base_identity,
+        vocabulary=TOKENIZER.vocabulary,
+    ).save(path)
     return path
 
 
@@ -130,11 +137,11 @@ def test_a_checkpoint_is_refused_on_another_base_model_at_its_path(tmp_path):
     base = save_tiny_llama(tmp_path / "model")
     run = RunDir(tmp_path / "run")
     path = save_checkpoint(run, new_model(base), model_config(base))
-    restored, _ = restore(run, path, model_config(base), TOKENIZER, CPU, "fp32")  # the same base: accepted
+    restored, _ = restore(path, model_config(base), TOKENIZER, CPU, "fp32")  # the same base: accepted
     assert restored.base_identity == new_model(base, seed=1).base_identity  # LoRA's draw is not the base
     save_tiny_llama(base, seed=1)  # another model (the same shape and tokenizer) written over the directory
     with pytest.raises(IncompatibleCheckpointError, match=f"{path} was tuned from another base model: "):
-        restore(run, path, model_config(base), TOKENIZER, CPU, "fp32")
+        restore(path, model_config(base), TOKENIZER, CPU, "fp32")
 
 
 def test_a_native_checkpoint_from_before_model_kind_existed_is_still_read(tmp_path):
@@ -148,12 +155,12 @@ def test_a_native_checkpoint_from_before_model_kind_existed_is_still_read(tmp_pa
                            "gradient_checkpointing")}  # fmt: skip
     del old["base_model"]
     torch.save(old, path)
-    restored, _ = restore(run, path, cfg, TOKENIZER, CPU, "fp32")
+    restored, _ = restore(path, cfg, TOKENIZER, CPU, "fp32")
     assert all(torch.equal(restored.state_dict()[n], t) for n, t in model.state_dict().items())
     old["model_config"]["n_layer"] = 2
     torch.save(old, path)
     with pytest.raises(IncompatibleCheckpointError, match="was written for another model"):
-        restore(run, path, cfg, TOKENIZER, CPU, "fp32")
+        restore(path, cfg, TOKENIZER, CPU, "fp32")
 
 
 # -- the whole loop ---------------------------------------------------------------------------------

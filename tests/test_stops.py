@@ -5,7 +5,7 @@ from hydra import compose, initialize_config_dir
 
 from selfimprove.config import register_configs
 from selfimprove.loop.graph import collapse
-from selfimprove.loop.stages import eval_stage
+from selfimprove.loop.runstate import eval_stage
 from selfimprove.store import RunDir
 
 register_configs()
@@ -26,15 +26,15 @@ def test_one_voter_that_did_not_learn_its_base_stops_the_run_though_the_mean_pas
     run = RunDir(tmp_path / "run")
 
     base_eval(run, [learnt, unlearnt, learnt])  # the mean at 3 is 0.69: above 0.5, so the mean alone would pass
-    why = collapse(cfg, run, 0, threshold=0.5)
+    why = collapse(cfg, run, 0)
     assert why is not None and why.startswith("the base model of voter 1 (of 3) did not learn its base set")
     assert "(accuracy 1: 1.000, 2: 0.900, 3: 0.100;" in why  # that voter's base lengths only, not 4 and 5
     # Voters 0 and 2 learnt: the message says how to vote among them alone.
     assert f"base_from={run.root} base_from_voters=[0,2] si.filters.voters=2;" in why
 
     base_eval(run, [learnt, unlearnt, unlearnt])  # one voter that learnt is no vote: no such advice
-    why = collapse(cfg, run, 0, threshold=0.5)
+    why = collapse(cfg, run, 0)
     assert why is not None and "base_from_voters" not in why
 
     base_eval(run, [learnt, learnt, learnt])  # 0.4 at 4 is past the base: not a reason to stop
-    assert collapse(cfg, run, 0, threshold=0.5) is None
+    assert collapse(cfg, run, 0) is None

@@ -1,6 +1,6 @@
 """The round graph of `graph` as submitit jobs: one job per task of a step, each running one stage.
 
-A job opens the run directory with `pipeline.open_run` and runs its task, which returns at once when its
+A job opens the run directory with `pipeline.open_run` and runs its stage, which returns at once when its
 marker exists and resumes from its checkpoint otherwise: so a requeued, resubmitted or duplicated job
 only repeats what was not finished. A job after a collapsed round does nothing, as `run.py` stops there.
 """
@@ -33,7 +33,7 @@ class StageJob(submitit.helpers.Checkpointable):
 
     @property
     def stage(self) -> str:
-        return graph.stage_name(self.kind, self.round, self.voter)
+        return graph.KINDS[self.kind].stage(self.round, self.voter)
 
     def __call__(self) -> dict[str, Any]:
         cfg = typed(self.config)
@@ -50,9 +50,7 @@ class StageJob(submitit.helpers.Checkpointable):
                 stop = graph.first_stop(cfg, ctx.run, steps[:here])
                 if stop:  # the in-process walk stops before this step too: nothing is run and nothing is marked
                     return {"stage": self.stage, "skipped": stop[1]}
-                result = graph.run_step_task(ctx, self.kind, self.round, self.voter)
-                if self.kind == "eval" or result.get("stopped"):
-                    pipeline.publish(ctx, result.get("stopped"))
+                result = graph.run_stage(ctx, steps[here], self.voter)  # publishes after an evaluation or a stop
                 return {"stage": self.stage, **result}
             finally:
                 ctx.metrics.close()
@@ -62,4 +60,4 @@ def step_jobs(
     step: graph.Step, run_dir: str, overrides: list[str], config: dict[str, Any], threads: int
 ) -> list[StageJob]:
     """One job per task of `step`, in the order of `step.stages()`."""
-    return [StageJob(run_dir, overrides, config, step.kind, step.round, k, threads) for k in step.task_voters()]
+    return [StageJob(run_dir, overrides, config, step.kind, step.round, k, threads) for k in step.stage_voters()]

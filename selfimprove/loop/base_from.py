@@ -17,7 +17,8 @@ from typing import Any
 
 from selfimprove.config import saved_value
 from selfimprove.errors import BaseFromError, CorruptFileError
-from selfimprove.store import RunDir, read_json
+from selfimprove.loop.checkpoint import Checkpoint
+from selfimprove.store import RunDir
 
 # Config keys that define what the base models are: their shape, and the task and difficulties they learned.
 BASE_PREFIXES = ("model.", "data.")
@@ -31,7 +32,7 @@ def base_checkpoint(source: RunDir, voter: int, stage: str) -> Path | None:
     if kept.exists():
         return kept
     latest = source.checkpoint(voter)
-    if latest.exists() and source.is_done(stage) and source.load_checkpoint(latest)["stage"] == stage:
+    if latest.exists() and source.is_done(stage) and Checkpoint.load(latest).stage == stage:
         return latest
     return None
 
@@ -42,7 +43,7 @@ def check(base_from: str, config: Mapping[str, Any], vocabulary: list[str], sour
     is this run's flattened result config."""
     source = RunDir(base_from)
     try:
-        saved = read_json(source.run_json)
+        saved = source.record()
     except CorruptFileError:
         raise BaseFromError(
             f"base_from={base_from} is not a selfimprove run directory (no readable run.json)"
@@ -80,7 +81,7 @@ def adopt(run: RunDir, base_from: str, voter: int, stage: str, source_voter: int
     path = base_checkpoint(source, source_voter, source_stage)
     if path is None:
         raise BaseFromError(f"base_from={base_from} no longer holds a base model for voter {source_voter}")
-    run.save_checkpoint(run.checkpoint(voter), {**source.load_checkpoint(path), "stage": stage})
+    Checkpoint.load(path).restarted(stage).save(run.checkpoint(voter))
     trained = source.result(source_stage)
     result = {
         **trained,

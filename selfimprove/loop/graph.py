@@ -1,35 +1,58 @@
 """The round graph of a self-improvement run, defined once: its steps in order, what each step waits for,
-the stage function each task calls, and where the run stops.
+the stage function each kind of step calls (KINDS, the one table of them), and where the run stops.
 
     base (array over voters) -> eval r0 -> label r1 -> train r1 (array) -> eval r1 -> label r2 -> ...
 
 `pipeline.run` walks the steps in one process; `sweep.py` submits each step as a job (an array over the
 voters for base and train) that waits (`afterok`) for the jobs of the steps in its `after`. Both run a
-task with `run_step_task`. A step may stop the run, and nothing after it runs: the evaluation of round 0
-when a base model (any voter's) scores below si.collapse_threshold at some base difficulty (it did not learn
-its base set), of round r >= 1 when accuracy at the round's newest difficulty fell below it; the labelling of a round
-whose filters kept no label (there is nothing to train on). si.collapse_threshold=0 runs every round.
+stage with `run_stage`, which also publishes the summary after an evaluation or a stop. A step may stop the
+run, and nothing after it runs: the evaluation of round 0 when a base model (any voter's) scores below
+si.collapse_threshold at some base difficulty (it did not learn its base set), of round r >= 1 when accuracy
+at the round's newest difficulty fell below it; the labelling of a round whose filters kept no label (there
+is nothing to train on). si.collapse_threshold=0 runs every round.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
 
 from selfimprove.loop import stages
+from selfimprove.loop.context import Context, curriculum_of
+from selfimprove.loop.publish import publish
+from selfimprove.loop.runstate import (
+    base_accuracy,
+    base_stage,
+    eval_stage,
+    label_stage,
+    newest_accuracy,
+    train_stage,
+)
 from selfimprove.store import RunDir
 
 
 @dataclass(frozen=True)
-class Step:
-    """One node of the graph: a single task (label, eval) or one task per voter (base, train)."""
+class Kind:
+    """What a kind of step is: one stage per voter or one for all, its stage's name, the stage function, and the
+    rule that may stop the run after it (read from the markers: why it stops, or None)."""
 
-    kind: str  # base | eval | label | train
+    per_voter: bool
+    stage: Callable[[int, int], str]  # (round, voter) -> the stage's marker name
+    run: Callable[[Context, int, int], dict[str, Any]]  # (ctx, round, voter) -> the stage's result
+    stops: Callable[[DictConfig, RunDir, int], str | None] | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node of the graph: a single stage (label, eval) or one stage per voter (base, train)."""
+
+    kind: str  # a key of KINDS: base | eval | label | train
     round: int
     voters: int  # array size of base/train steps; 1 otherwise
-    after: tuple[int, ...]  # indices of the steps whose tasks must all succeed first
+    after: tuple[int, ...]  # indices of the steps whose stages must all succeed first
 
     @property
     def name(self) -> str:
@@ -37,15 +60,15 @@ class Step:
 
     @property
     def is_array(self) -> bool:
-        return self.kind in ("base", "train")
+        return KINDS[self.kind].per_voter
 
-    def task_voters(self) -> range:
-        """The voter of each task: every voter for base and train; 0 for label and eval (they read all)."""
+    def stage_voters(self) -> range:
+        """The voter of each stage: every voter for base and train; 0 for label and eval (they read all)."""
         return range(self.voters if self.is_array else 1)
 
     def stages(self) -> list[str]:
-        """The stage markers of the step's tasks, one per task."""
-        return [stage_name(self.kind, self.round, k) for k in self.task_voters()]
+        """The stage markers of the step, one per stage."""
+        return [KINDS[self.kind].stage(self.round, k) for k in self.stage_voters()]
 
 
 def steps(voters: int, rounds: int) -> list[Step]:
@@ -61,48 +84,29 @@ def steps(voters: int, rounds: int) -> list[Step]:
     return graph
 
 
-def stage_name(kind: str, round_: int, voter: int) -> str:
-    if kind == "base":
-        return stages.base_stage(voter)
-    if kind == "train":
-        return stages.train_stage(round_, voter)
-    if kind == "label":
-        return stages.label_stage(round_)
-    if kind == "eval":
-        return stages.eval_stage(round_)
-    raise ValueError(f"unknown stage kind {kind!r}")
+def run_stage(ctx: Context, step: Step, voter: int) -> dict[str, Any]:
+    """Run one stage of a step (a no-op when its marker exists) and return its result, with `stopped`: why the
+    run stops after it, or None, and `published`: whether the summary was published after it. It is published
+    after an evaluation that ran here and after every stage that stops the run, in a job as in one process."""
+    kind = KINDS[step.kind]
+    ran = not ctx.run.is_done(kind.stage(step.round, voter))
+    result = kind.run(ctx, step.round, voter)
+    stopped = kind.stops(ctx.cfg, ctx.run, step.round) if kind.stops else None
+    published = bool(stopped) or (ran and step.kind == "eval")
+    if published:
+        publish(ctx, stopped)
+    return {**result, "stopped": stopped, "published": published}
 
 
-def run_step_task(ctx: stages.Context, kind: str, round_: int, voter: int) -> dict[str, Any]:
-    """Run one task of a step (a no-op when its marker exists) and return the stage's result; a labelling's
-    and an evaluation's result also hold `stopped`: why the run stops there, or None."""
-    if kind == "base":
-        return stages.train_base(ctx, voter)
-    if kind == "label":
-        result = stages.label(ctx, round_)
-        stopped = no_labels(ctx.cfg, ctx.run, round_)
-        if result["kept"] == 0 and not stopped:  # said once: a round that stops says why where it stops
-            print(
-                f"round {round_}: the filters kept none of {result['generated']} labels at {result['targets']}; "
-                "si.collapse_threshold=0, so the round trains on the older data",
-                flush=True,
-            )
-        return {**result, "stopped": stopped}
-    if kind == "train":
-        return stages.train_round(ctx, round_, voter)
-    if kind == "eval":
-        result = stages.evaluate(ctx, round_)
-        return {**result, "stopped": collapse(ctx.cfg, ctx.run, round_, ctx.cfg.si.collapse_threshold)}
-    raise ValueError(f"unknown stage kind {kind!r}")
-
-
-def collapse(cfg: DictConfig, run: RunDir, round_: int, threshold: float) -> str | None:
+def collapse(cfg: DictConfig, run: RunDir, round_: int) -> str | None:
     """Why the run stops after round `round_`'s evaluation (si.collapse_threshold), read from the markers, or
     None. Round 0: a base model (any voter's: one that learnt nothing only thins the vote) scores below
-    `threshold` at some base difficulty — it did not learn what it was trained on, and self-improvement
-    cannot start from it. A later round: accuracy at its newest difficulty fell below `threshold`."""
+    the threshold at some base difficulty — it did not learn what it was trained on, and self-improvement
+    cannot start from it. A later round: accuracy at its newest difficulty fell below the threshold."""
+    threshold = cfg.si.collapse_threshold
+    curriculum = curriculum_of(cfg)
     if round_ == 0:
-        voters = stages.base_accuracy(cfg, run)
+        voters = base_accuracy(run, curriculum, cfg.si.filters.voters)
         failed = [(v, base) for v, base in enumerate(voters) if not stages.base_learnt(base, threshold)]
         if not failed:
             return None
@@ -124,7 +128,7 @@ def collapse(cfg: DictConfig, run: RunDir, round_: int, threshold: float) -> str
             f"from more seeds (training.base_attempts), larger (model) or on a smaller base set (data.base_max)"
             f"{among}; stopping ({run.root})"
         )
-    newest, accuracy = stages.newest_accuracy(cfg, run, round_)
+    newest, accuracy = newest_accuracy(run, curriculum, round_)
     if accuracy >= threshold:
         return None
     return (
@@ -136,7 +140,7 @@ def collapse(cfg: DictConfig, run: RunDir, round_: int, threshold: float) -> str
 def no_labels(cfg: DictConfig, run: RunDir, round_: int) -> str | None:
     """Why the run stops after round `round_`'s labelling, read from its marker, or None. With
     si.collapse_threshold=0 (smoke tests: every round runs) the round trains on the older data instead."""
-    labelled = run.result(stages.label_stage(round_))
+    labelled = run.result(label_stage(round_))
     if labelled["kept"] > 0 or cfg.si.collapse_threshold == 0:
         return None
     return (
@@ -148,11 +152,28 @@ def no_labels(cfg: DictConfig, run: RunDir, round_: int) -> str | None:
 def first_stop(cfg: DictConfig, run: RunDir, graph: list[Step]) -> tuple[int, str] | None:
     """The first finished step of `graph` that stops the run: its index, and why."""
     for i, step in enumerate(graph):
-        if step.kind in ("label", "eval") and run.is_done(step.stages()[0]):
-            if step.kind == "label":
-                reason = no_labels(cfg, run, step.round)
-            else:
-                reason = collapse(cfg, run, step.round, cfg.si.collapse_threshold)
+        stops = KINDS[step.kind].stops
+        if stops and run.is_done(step.stages()[0]):
+            reason = stops(cfg, run, step.round)
             if reason:
                 return i, reason
     return None
+
+
+def _label(ctx: Context, round_: int, voter: int) -> dict[str, Any]:
+    result = stages.label(ctx, round_)
+    if result["kept"] == 0 and not no_labels(ctx.cfg, ctx.run, round_):  # a round that stops says why elsewhere
+        print(
+            f"round {round_}: the filters kept none of {result['generated']} labels at {result['targets']}; "
+            "si.collapse_threshold=0, so the round trains on the older data",
+            flush=True,
+        )
+    return result
+
+
+KINDS: dict[str, Kind] = {
+    "base": Kind(True, lambda r, k: base_stage(k), lambda ctx, r, k: stages.train_base(ctx, k)),
+    "label": Kind(False, lambda r, k: label_stage(r), _label, no_labels),
+    "train": Kind(True, train_stage, lambda ctx, r, k: stages.train_round(ctx, r, k)),
+    "eval": Kind(False, lambda r, k: eval_stage(r), lambda ctx, r, k: stages.evaluate(ctx, r), collapse),
+}

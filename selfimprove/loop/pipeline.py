@@ -1,5 +1,5 @@
 """A run in one process: its run directory (a new one, or a resume that must not change results), the
-round graph of `graph` walked task by task, and the summary published after every evaluation."""
+round graph of `graph` walked stage by stage, and the summary published after every evaluation."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from selfimprove.config import BASE_TRAINING, saved_value
 from selfimprove.errors import CorruptFileError, ResumeError
-from selfimprove.loop import base_from, graph, runlock, stages
+from selfimprove.loop import base_from, graph, runlock
+from selfimprove.loop.context import Context, task_of
+from selfimprove.loop.publish import publish
+from selfimprove.loop.runstate import base_stage
+from selfimprove.loop.stages import base_sources
 from selfimprove.loop.train import resolve_device
-from selfimprove.results import report, wandb_sink
-from selfimprove.store import RunDir, atomic_write_json, read_json
+from selfimprove.results import wandb_sink
+from selfimprove.store import RunDir, read_json
 
 # Keys that may change when a run resumes: they change how it runs, not what it computes.
 RESUME_FREE = (
@@ -52,10 +56,10 @@ def result_config(cfg: DictConfig) -> dict[str, Any]:
     (base_from) records the base-training settings they were trained with: its source's, as far as the
     source's run.json can be read (a source that cannot is refused by the base_from check)."""
     flat = {k: v for k, v in _flatten(OmegaConf.to_container(cfg, resolve=True)).items() if not resume_free(k)}
-    source = Path(cfg.base_from or "") / "run.json"
-    if cfg.base_from and source.is_file():
+    source = RunDir(cfg.base_from or "")
+    if cfg.base_from and source.is_run():
         with contextlib.suppress(CorruptFileError, KeyError):
-            theirs = read_json(source)["config"]
+            theirs = source.record()["config"]
             flat.update({key: saved_value(theirs, key, flat[key]) for key in BASE_TRAINING})
     return flat
 
@@ -63,17 +67,17 @@ def result_config(cfg: DictConfig) -> dict[str, Any]:
 def saved_run(run_dir: Path, named: str | None = None) -> dict[str, Any]:
     """run.json of an existing run directory, or ResumeError when `run_dir` is not one; `named` is how the
     user named the directory (default: resume=<run_dir>)."""
-    path = run_dir / "run.json"
+    run = RunDir(run_dir)
     named = named or f"resume={run_dir}"
     if not run_dir.is_dir():
         raise ResumeError(f"{named}: no such directory")
-    if not path.exists():
+    if not run.is_run():
         raise ResumeError(f"{named} is not a selfimprove run directory (no run.json)")
-    return read_json(path)
+    return run.record()
 
 
 def check_resumable(saved: dict[str, Any], cfg: DictConfig) -> None:
-    vocabulary = stages.task_of(cfg).vocabulary
+    vocabulary = task_of(cfg).vocabulary
     if saved.get("vocabulary", vocabulary) != vocabulary:
         raise ResumeError(f"resuming would change the vocabulary, refused: {saved['vocabulary']} -> {vocabulary}")
     # With base_from, the base-training settings are the source's, recorded when the run began (the source may be
@@ -91,30 +95,28 @@ def check_resumable(saved: dict[str, Any], cfg: DictConfig) -> None:
 
 def check_base_from(cfg: DictConfig, run_dir: Path) -> None:
     """`base_from` names a run that holds base models this run can start from (unless its base is adopted)."""
-    base_stages = [stages.base_stage(voter) for voter in range(cfg.si.filters.voters)]
+    base_stages = [base_stage(voter) for voter in range(cfg.si.filters.voters)]
     if cfg.base_from and not all(RunDir(run_dir).is_done(stage) for stage in base_stages):
-        base_from.check(cfg.base_from, result_config(cfg), stages.task_of(cfg).vocabulary, stages.base_sources(cfg))
+        base_from.check(cfg.base_from, result_config(cfg), task_of(cfg).vocabulary, base_sources(cfg))
 
 
-def open_run(
-    cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = (), part: str | None = None
-) -> stages.Context:
+def open_run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = (), part: str | None = None) -> Context:
     """The stage context for `run_dir`: records run.json in a new run, refuses a result-changing resume.
     `part`: the stage a sweep job runs (None: the whole run, in this process)."""
     run_dir = Path(run_dir)
     resolve_device(cfg.training.device)  # here, where it runs, and before run.json: an absent GPU is one line
     wandb_sink.check(cfg.logger)  # logger.mode=online without credentials or network: one line, before any work
     check_base_from(cfg, run_dir)
-    if (run_dir / "run.json").exists():
+    if RunDir(run_dir).is_run():
         check_resumable(saved_run(run_dir), cfg)
     else:
         record = {
             "overrides": list(overrides),
             "config": result_config(cfg),
-            "vocabulary": stages.task_of(cfg).vocabulary,  # the tokenizer's tokens after <pad> <bos> <eos>
+            "vocabulary": task_of(cfg).vocabulary,  # the tokenizer's tokens after <pad> <bos> <eos>
         }
-        atomic_write_json(run_dir / "run.json", record)
-    return stages.Context.create(cfg, run_dir, part)
+        RunDir(run_dir).write_record(record)
+    return Context.create(cfg, run_dir, part)
 
 
 def run(
@@ -131,51 +133,38 @@ def run(
             left = work_left(ctx)
             if on_open is not None and left:  # a resume with nothing to do leaves the run as it was
                 on_open()
-            summary = _walk(ctx)
+            _walk(ctx)
+            summary = read_json(ctx.run.summary)
             if not left:
                 done = len(summary["rounds"]) - 1
-                print(f"nothing to do: {done} round(s) done, si.rounds={ctx.cfg.si.rounds}", flush=True)
+                print(f"nothing to do: {done} round(s) done, si.rounds={ctx.si.rounds}", flush=True)
         finally:
             ctx.metrics.close()
     print(f"run dir: {ctx.run.root}  (this process: {time.perf_counter() - started:.0f}s)")
     return summary
 
 
-def work_left(ctx: stages.Context) -> bool:
+def work_left(ctx: Context) -> bool:
     """Whether a stage of the round graph, up to where the run stops, has not run yet."""
-    steps = graph.steps(ctx.voters, ctx.cfg.si.rounds)
+    steps = graph.steps(ctx.voters, ctx.si.rounds)
     stop = graph.first_stop(ctx.cfg, ctx.run, steps)
     upto = steps[: stop[0] + 1] if stop else steps
     return any(not ctx.run.is_done(stage) for step in upto for stage in step.stages())
 
 
-def _walk(ctx: stages.Context) -> dict[str, Any]:
-    """Every task of the round graph in order; after each evaluation that ran here the summary is published,
-    and the run stops after a step that says so (a collapsed round, a round that kept no labels). An
-    evaluation found done is published only if none after it is: a resume shows its table once."""
-    summary: dict[str, Any] = {}
+def _walk(ctx: Context) -> None:
+    """Every stage of the round graph in order, until a step that stops the run (a collapsed round, a round that
+    kept no labels). `graph.run_stage` publishes the summary after each evaluation that ran here and at a stop;
+    an evaluation found done is published only if none after it is, so a resume shows its table once."""
     unpublished = False
-    for step in graph.steps(ctx.voters, ctx.cfg.si.rounds):
-        ran = not all(ctx.run.is_done(stage) for stage in step.stages())
-        results = [graph.run_step_task(ctx, step.kind, step.round, voter) for voter in step.task_voters()]
-        stopped = results[0].get("stopped")
-        if stopped or (step.kind == "eval" and ran):
-            summary, unpublished = publish(ctx, stopped), False
+    for step in graph.steps(ctx.voters, ctx.si.rounds):
+        results = [graph.run_stage(ctx, step, voter) for voter in step.stage_voters()]
+        if results[0]["published"]:
+            unpublished = False
         elif step.kind == "eval":
             unpublished = True
-        if stopped:
-            print(stopped)
+        if results[0]["stopped"]:
+            print(results[0]["stopped"])
             break
-    return publish(ctx) if unpublished else summary
-
-
-def publish(ctx: stages.Context, stopped: str | None = None) -> dict[str, Any]:
-    summary = report.summarize(ctx, stopped)
-    atomic_write_json(ctx.run.summary, summary)
-    report.plot(summary, ctx.run.plots)
-    if summary["rounds"]:
-        ctx.metrics.publish(summary, stages.global_step(ctx.cfg, summary["rounds"][-1]["round"]), ctx.run.plots)
-    print("\n" + report.round_table(summary), flush=True)
-    if summary["drift"]:
-        print(summary["drift"], flush=True)
-    return summary
+    if unpublished:
+        publish(ctx)

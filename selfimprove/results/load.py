@@ -16,8 +16,9 @@ from omegaconf import DictConfig
 
 from selfimprove.config import typed
 from selfimprove.errors import LoadError, ResumeError
+from selfimprove.loop.checkpoint import restore
+from selfimprove.loop.context import task_of
 from selfimprove.loop.pipeline import saved_run
-from selfimprove.loop.stages import restore, task_of
 from selfimprove.loop.train import resolve_device
 from selfimprove.models.decoder import Decoder
 from selfimprove.models.generate import complete
@@ -89,9 +90,9 @@ def load(run_dir: str | Path, voter: int = 0, round: int | None = None, device: 
     task = task_of(cfg)
     tokenizer = Tokenizer(task.vocabulary)
     torch_device = resolve_device(device)
-    model, checkpoint = restore(run, path, cfg.model, tokenizer, torch_device, cfg.training.precision)
+    model, checkpoint = restore(path, cfg.model, tokenizer, torch_device, cfg.training.precision)
     model.eval()
-    return TrainedModel(task, model, tokenizer, torch_device, cfg.training.precision, cfg, path, checkpoint["stage"])
+    return TrainedModel(task, model, tokenizer, torch_device, cfg.training.precision, cfg, path, checkpoint.stage)
 
 
 def _nested(flat: dict[str, Any]) -> dict[str, Any]:

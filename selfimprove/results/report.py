@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from selfimprove.loop.stages import Context, accuracy_after, base_stage, eval_stage, label_stage, train_stage
+from selfimprove.loop.context import Context
+from selfimprove.loop.runstate import accuracy_after, base_stage, eval_stage, label_stage, train_stage
 from selfimprove.results.metrics import table
 from selfimprove.results.plotting import integer_axis
 from selfimprove.tasks import as_difficulty, difficulty_name
