@@ -16,6 +16,7 @@ import pytest
 from conftest import QUICK, REPO, finished_run, give_to_user, read_only, run_cli
 
 from selfimprove.cluster import grid
+from selfimprove.errors import LaunchError
 from selfimprove.loop import graph
 from selfimprove.results import compare
 
@@ -70,6 +71,14 @@ def test_grid_expands_like_a_hydra_multirun():
         ["data=reverse", "si.rounds=2", "experiment=quick"],
         ["data=reverse", "si.rounds=4", "experiment=quick"],
     ]
+    # a key's place is its first override's, its values its last one's, as in a multirun
+    assert grid.expand(["si.rounds=1,2", "data=copy", "si.rounds=range(3,5)"]) == [
+        ["si.rounds=3", "data=copy"],
+        ["si.rounds=4", "data=copy"],
+    ]
+    assert grid.expand([]) == [[]]  # no override: one point, the defaults
+    with pytest.raises(LaunchError, match=r"bad sweep: si.rounds=interval\(1,2\): an interval has no grid points"):
+        grid.expand(["si.rounds=interval(1,2)"])
     config, launcher = grid.parse_overrides(["data=copy,reverse", "hydra.launcher.partition=gpu"])
     assert config == ["data=copy,reverse"] and launcher == ["hydra.launcher.partition=gpu"]
 
