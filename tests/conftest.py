@@ -151,9 +151,9 @@ def copy_run(run_dir: Path, to: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
-    """A tiny random Llama and its own tokenizer saved as a model directory (benchmarks/tiny_llama.py): what
+    """A tiny random Llama and its own tokenizer saved as a model directory (tests/tiny_llama.py): what
     model=hf runs on here, offline."""
-    from benchmarks.tiny_llama import save_tiny_llama
+    from tiny_llama import save_tiny_llama
 
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
