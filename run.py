@@ -105,8 +105,8 @@ def check_output_dir(overrides: list[str]) -> None:
 
 
 def remove_if_unstarted(run_dir: Path) -> None:
-    """A start refused before run.json was written leaves no directory behind (Hydra created it empty);
-    anything else in it, and every started run, stays as it is."""
+    """A start refused before run.json was written leaves no directory behind (Hydra creates it, empty, before
+    it calls main, and has no setting to defer that); anything else in it, and every started run, stays as it is."""
     if not (run_dir / "run.json").exists():
         (run_dir / LOCK_FILE).unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # not empty: not ours to remove
@@ -123,6 +123,7 @@ def checked_arguments(argv: list[str]) -> list[str]:
     (quoted for Hydra's override grammar, so that any path a run was created in can be resumed), every key is the
     schema's, and a new run's directory can be written."""
     args = [quoted_resume(arg) for arg in argv]
+    # Hydra's own parser (internal: no public API tells its overrides from its flags, -m, --cfg job, -cp, --info...).
     overrides = get_args_parser().parse_known_intermixed_args(args)[0].overrides
     try:
         check_keys(overrides)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from selfimprove.cluster.launch import CLUSTERS, Request, launch
-from selfimprove.cluster.sweepdir import status
+from selfimprove.cluster.launch import Request, launch
+from selfimprove.cluster.scheduler import CLUSTERS
+from selfimprove.cluster.status import status
 from selfimprove.errors import ArgumentParser, SelfImproveError, refuse
 
 

@@ -44,7 +44,7 @@ for preset in ${PRETRAINED-paper_pretrained_1b paper_pretrained_3b}; do
     *) echo "gpu_check: unknown pretrained preset $preset" >&2; exit 2 ;;
   esac
   if [[ -z "$model" ]]; then
-    [[ -d "$OUT/tiny-llama" ]] || "$PYTHON" -m benchmarks.tiny_llama "$OUT/tiny-llama"
+    [[ -d "$OUT/tiny-llama" ]] || "$PYTHON" tests/tiny_llama.py "$OUT/tiny-llama"  # the tests' model
     model=$OUT/tiny-llama
   fi
   "$PYTHON" run.py experiment=$preset model.path="$model" si.rounds=1 si.collapse_threshold=0 "${FEW_STEPS[@]}" \

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # A run that takes seconds: the quick experiment, no progress bars.
 QUICK = ["experiment=quick", "progress=false"]
+# A tiny sweep pipeline: 2 voters, one torch thread per job (the 2-core CI machine runs several jobs at once).
+TINY = ["experiment=quick", "si.filters.voters=2", "training.threads=1"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -148,9 +151,9 @@ def copy_run(run_dir: Path, to: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
-    """A tiny random Llama and its own tokenizer saved as a model directory (benchmarks/tiny_llama.py): what
+    """A tiny random Llama and its own tokenizer saved as a model directory (tests/tiny_llama.py): what
     model=hf runs on here, offline."""
-    from benchmarks.tiny_llama import save_tiny_llama
+    from tiny_llama import save_tiny_llama
 
     return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
@@ -165,3 +168,57 @@ def quick_run(tmp_path: Path):
         return proc, run_dir
 
     return _run
+
+
+# -- a real SLURM cluster (scripts/slurm-local.sh) ---------------------------------------------------
+# The marks of a test (or a parameter) that runs on it: one xdist worker runs them all, as they share it.
+ON_SLURM = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
+
+
+def slurm_local(command: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "slurm-local.sh"), command], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """The project's one-node cluster: used when healthy, else started (and then stopped afterwards)."""
+    if slurm_local("status").returncode == 0:
+        yield
+        return
+    started = slurm_local("start")
+    if started.returncode != 0:
+        why = (started.stderr or started.stdout).strip().splitlines()[-1:] or ["no output"]
+        if shutil.which("sbatch") is None:
+            pytest.skip(f"SLURM (sbatch) cannot be installed here: {why[0]}")
+        pytest.fail(f"scripts/slurm-local.sh start failed:\n{started.stdout}\n{started.stderr}")
+    yield
+    slurm_local("stop")
+
+
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest) -> str:
+    """The cluster a scenario runs on, its parameter (indirect); for "slurm", the real one-node cluster."""
+    if request.param == "slurm":
+        request.getfixturevalue("slurm")
+    return request.param
+
+
+def sacct(ids: list[str], *fields: str, duplicates: bool = False, settle: float = 60) -> list[dict[str, str]]:
+    """One row per job (array task), as sacct records it once no job is still running: a job's end reaches
+    accounting a moment after its result file (which is all submitit and Hydra wait for)."""
+    names = ["JobID", "State", *fields]
+    command = ["sacct", "-X", "-n", "-P", "-j", ",".join(ids), "-o", ",".join(names)]
+    deadline = time.time() + settle
+    while True:
+        out = subprocess.run(command + (["-D"] if duplicates else []), capture_output=True, text=True, check=True)
+        rows = [dict(zip(names, line.split("|"), strict=True)) for line in out.stdout.splitlines()]
+        if time.time() > deadline or not any(r["State"] in ("PENDING", "RUNNING", "COMPLETING") for r in rows):
+            return rows
+
+
+def queued(job_id: str) -> str:
+    """squeue's state and reason for a job; empty once it has left the queue."""
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True, text=True)
+    return out.stdout.strip()

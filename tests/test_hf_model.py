@@ -1,5 +1,5 @@
 """model=hf: a pretrained Hugging Face causal LM with peft LoRA (selfimprove/models/hf.py), on a tiny random Llama
-saved to a temporary directory with its own tokenizer (benchmarks/tiny_llama.py, whose ids its docstring
+saved to a temporary directory with its own tokenizer (tests/tiny_llama.py, whose ids its docstring
 lists), offline: the token mapping, decoding, precision and gradient checkpointing in process; the whole loop
 through sweep.py and run.py, killed and resumed; bad input."""
 
@@ -132,7 +132,7 @@ def save_checkpoint(run: RunDir, model, model_cfg) -> Path:
 
 
 def test_a_checkpoint_is_refused_on_another_base_model_at_its_path(tmp_path):
-    from benchmarks.tiny_llama import save_tiny_llama
+    from tiny_llama import save_tiny_llama
 
     base = save_tiny_llama(tmp_path / "model")
     run = RunDir(tmp_path / "run")
@@ -243,7 +243,7 @@ def compose_config(*overrides: str):
 
 
 def test_pretrained_configs_that_cannot_run_are_refused_in_one_line(tiny_llama, tmp_path):
-    from benchmarks.tiny_llama import save_tiny_llama
+    from tiny_llama import save_tiny_llama
 
     no_plus = save_tiny_llama(tmp_path / "no-plus", without=["+"])
     base = ["model=hf", f"model.path={tiny_llama}", "data=reverse_addition"]

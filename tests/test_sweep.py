@@ -1,10 +1,13 @@
-"""sweep.py without SLURM: job graphs on the debug (in-process) and local (processes) clusters, resume after a
-failure, a local job preempted mid-training, Hydra multiruns, and bad input. SLURM itself: test_slurm.py."""
+"""sweep.py and Hydra multiruns: the job graph and the grid, bad input, and the scenarios every cluster must pass,
+each written once over the clusters it runs on: a multirun, a failed job reported by status and finished by a
+re-launch, a job preempted mid-training that requeues and resumes. Their SLURM cases run on a real one-node
+cluster (scripts/slurm-local.sh); what only SLURM does (dependencies it enforces, partitions): test_slurm.py."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,14 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import QUICK, REPO, finished_run, give_to_user, read_only, run_cli
+from conftest import ON_SLURM, QUICK, REPO, TINY, finished_run, give_to_user, queued, read_only, run_cli, sacct
 
 from selfimprove.cluster import grid
+from selfimprove.errors import LaunchError
 from selfimprove.loop import graph
 from selfimprove.results import compare
-
-# Tiny pipelines: 2 voters, one torch thread per job (the 2-core CI machine runs several jobs at once).
-TINY = ["experiment=quick", "si.filters.voters=2", "training.threads=1"]
 
 
 def sweep_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -70,6 +71,14 @@ def test_grid_expands_like_a_hydra_multirun():
         ["data=reverse", "si.rounds=2", "experiment=quick"],
         ["data=reverse", "si.rounds=4", "experiment=quick"],
     ]
+    # a key's place is its first override's, its values its last one's, as in a multirun
+    assert grid.expand(["si.rounds=1,2", "data=copy", "si.rounds=range(3,5)"]) == [
+        ["si.rounds=3", "data=copy"],
+        ["si.rounds=4", "data=copy"],
+    ]
+    assert grid.expand([]) == [[]]  # no override: one point, the defaults
+    with pytest.raises(LaunchError, match=r"bad sweep: si.rounds=interval\(1,2\): an interval has no grid points"):
+        grid.expand(["si.rounds=interval(1,2)"])
     config, launcher = grid.parse_overrides(["data=copy,reverse", "hydra.launcher.partition=gpu"])
     assert config == ["data=copy,reverse"] and launcher == ["hydra.launcher.partition=gpu"]
 
@@ -176,13 +185,6 @@ def test_slurm_that_is_not_reachable(tmp_path):
     assert not sweep_dir.exists()
 
 
-# -- pipelines on the debug and local clusters ------------------------------------------------------
-@pytest.fixture(scope="module")
-def reference_run(tmp_path_factory) -> Path:
-    """Base training and one round of the same experiment through run.py, in one process, uninterrupted."""
-    return finished_run(tmp_path_factory.mktemp("reference") / "run", *QUICK, *TINY, "si.rounds=1")
-
-
 @pytest.mark.slow
 def test_a_preset_over_seeds_reports_its_spread(tmp_path):
     """The README's multi-seed command: one sweep over seeds, local processes, ends with the spread over them."""
@@ -200,23 +202,58 @@ def test_a_preset_over_seeds_reports_its_spread(tmp_path):
     assert cells[-2:] == ["2", "done 2"], row
 
 
+# -- the same scenarios on every cluster --------------------------------------------------------------
 @pytest.mark.slow
-def test_pipeline_fails_shows_in_status_and_resumes(tmp_path, reference_run):
-    """On the in-process debug cluster: a failed job real processes would run is test_slurm's
-    test_failed_job_shows_in_status_then_a_relaunch_finishes; the local executor's processes run in
-    test_resume (a sweep of separate processes) and the preemption test below."""
+@pytest.mark.parametrize("cluster", ["basic", "local", pytest.param("slurm", marks=ON_SLURM)], indirect=True)
+def test_multirun(tmp_path, cluster):
+    """run.py -m: Hydra's basic launcher (one point after another, here) and the submitit plugin's."""
+    sweep_dir = tmp_path / "multirun"
+    extra = [] if cluster == "basic" else [f"hydra/launcher={cluster}"]
+    proc = run_cli(
+        "-m", *extra, *QUICK, "si.rounds=0", "data=copy,reverse", "training.threads=1", f"hydra.sweep.dir={sweep_dir}"
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for num, task in [(0, "copy"), (1, "reverse")]:
+        summary = json.loads((sweep_dir / str(num) / "summary.json").read_text())
+        assert summary["task"] == task and [r["round"] for r in summary["rounds"]] == [0]
+    assert (sweep_dir / ".submitit").is_dir() == (cluster != "basic")
+    groups = compare.group_runs([compare.load_run(p) for p in compare.find_runs([sweep_dir])])
+    assert {g.label: [run.state for run in g.runs] for g in groups} == {
+        "data.task=copy": ["done"],
+        "data.task=reverse": ["done"],
+    }
+    if cluster == "slurm":  # one job array, whose tasks SLURM's accounting records as completed
+        ids = sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name))
+        assert len(ids) == 2 and ids[0].split("_")[0] == ids[1].split("_")[0]
+        assert [row["State"] for row in sacct(ids)] == ["COMPLETED", "COMPLETED"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    """Base training and one round of the same experiment through run.py, in one process, uninterrupted."""
+    return finished_run(tmp_path_factory.mktemp("reference") / "run", *QUICK, *TINY, "si.rounds=1")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cluster", ["debug", pytest.param("slurm", marks=ON_SLURM)], indirect=True)
+def test_a_failed_job_shows_in_status_and_a_relaunch_finishes(tmp_path, reference_run, cluster):
+    """In this process (debug) and as SLURM jobs, which SLURM cancels after a failed one; the local executor's
+    processes run in test_resume (a sweep of separate processes) and the preemption test below."""
     sweep_dir = tmp_path / "sweep"
     run_dir = sweep_dir / "0"
-    proc = sweep_cli(*TINY, "si.rounds=0", "--cluster", "debug", "--dir", str(sweep_dir))
+    wait = ["--wait"] if cluster == "slurm" else []  # block until the jobs have ended, as debug does
+    proc = sweep_cli(*TINY, "si.rounds=0", "--cluster", cluster, "--dir", str(sweep_dir), *wait)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "reached: finished" in proc.stdout
     record = json.loads((sweep_dir / "sweep.json").read_text())
     assert record["points"][0]["overrides"] == [*TINY, "si.rounds=0"]
-    assert {stage: jobs[-1]["state"] for stage, jobs in record["jobs"]["0"].items()} == {
-        "base.voter0": "COMPLETED",
-        "base.voter1": "COMPLETED",
-        "eval.round000": "COMPLETED",
-    }
+    assert sorted(record["jobs"]["0"]) == ["base.voter0", "base.voter1", "eval.round000"]
+    if cluster == "debug":  # the launcher records what it waited for (SLURM's states are asked of SLURM)
+        assert {stage: jobs[-1]["state"] for stage, jobs in record["jobs"]["0"].items()} == {
+            "base.voter0": "COMPLETED",
+            "base.voter1": "COMPLETED",
+            "eval.round000": "COMPLETED",
+        }
 
     # A change that would alter finished results is refused, before anything runs.
     proc = sweep_cli("--dir", str(sweep_dir), "model.n_layer=3")
@@ -227,36 +264,62 @@ def test_pipeline_fails_shows_in_status_and_resumes(tmp_path, reference_run):
     good = checkpoint.read_bytes()
     checkpoint.write_bytes(b"not a checkpoint")
     before = mtimes(run_dir)
-    proc = sweep_cli("--dir", str(sweep_dir), "si.rounds=1")
+    proc = sweep_cli("--dir", str(sweep_dir), "si.rounds=1", *wait)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = sweep_cli("status", str(sweep_dir))
     assert report.returncode == 0
     assert "reached: at label r1" in report.stdout and "(resumed with si.rounds=1)" in report.stdout
     line = next(x for x in report.stdout.splitlines() if x.startswith("FAILED label.round001"))
+    assert "FAILED   log: " in line
     log = Path(line.split("log: ")[1])
-    assert log.exists() and log.is_relative_to(sweep_dir / ".submitit")
+    assert log.is_file() and log.is_relative_to(sweep_dir / ".submitit")
     assert f"CorruptFileError: corrupt checkpoint {checkpoint}" in report.stdout  # the traceback's last line
+    if cluster == "slurm":  # the jobs after it never ran: cancelled (kill-on-invalid-dep), not left pending
+        assert re.search(r"train r1 +0/2 +\S+ \S+ +CANCELLED x2\n +eval r1 +0/1 +\S+ +CANCELLED", report.stdout)
 
     # Fixed: re-running on the sweep directory finishes it; nothing finished is run again.
     checkpoint.write_bytes(good)
-    proc = sweep_cli("--dir", str(sweep_dir))
+    proc = sweep_cli("--dir", str(sweep_dir), *wait)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "reached: finished" in proc.stdout and "FAILED" not in proc.stdout
     after = mtimes(run_dir)
     assert {k: after[k] for k in before} == before
+    record = json.loads((sweep_dir / "sweep.json").read_text())
+    assert [j["launch"] for j in record["jobs"]["0"]["label.round001"]] == [2, 3]
+    assert [j["launch"] for j in record["jobs"]["0"]["base.voter0"]] == [1]
     # The jobs called the stage functions run.py calls: what the uninterrupted run computes, stage by stage.
     assert markers(run_dir) == markers(reference_run)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [r["round"] for r in summary["rounds"]] == [0, 1]
 
 
+def send_timeout_signal(cluster: str, job_id: str) -> None:
+    """USR2, what submitit's local controller and SLURM (signal_delay_s before the limit) send a job near its time
+    limit; on SLURM, the requeued job then released at once."""
+    if cluster == "local":  # a local job is its controller process, which runs the job as its one child
+        children = subprocess.run(["pgrep", "-P", job_id], capture_output=True, text=True).stdout.split()
+        assert len(children) == 1
+        os.kill(int(children[0]), signal.SIGUSR2)
+        return
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    deadline = time.time() + 60
+    while "BeginTime" not in queued(job_id):  # requeued: SLURM holds it back for cred_expire (120 s)
+        assert time.time() < deadline, f"job {job_id} was not requeued: {queued(job_id)!r}"
+        time.sleep(0.2)
+    # Not `now`: slurmd refuses a credential made in the second its job's old one was revoked (at the requeue).
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now+2"], check=True)
+
+
 @pytest.mark.slow
-def test_local_job_preempted_mid_training_requeues_and_resumes(tmp_path):
+@pytest.mark.parametrize("cluster", ["local", pytest.param("slurm", marks=ON_SLURM)], indirect=True)
+def test_a_job_sent_the_timeout_signal_requeues_and_resumes_from_its_checkpoint(tmp_path, cluster):
     sweep_dir = tmp_path / "sweep"
     checkpoint = sweep_dir / "0" / "checkpoints" / "voter0" / "latest.pt"
-    args = [*TINY, "si.filters.voters=1", "si.rounds=0", "training.base_steps=400", "training.checkpoint_every=20"]
+    steps, every = (400, 20) if cluster == "local" else (800, 25)  # SLURM's signal takes longer to arrive
+    args = [*TINY, "si.filters.voters=1", "si.rounds=0", f"training.base_steps={steps}"]
+    args += [f"training.checkpoint_every={every}", "--cluster", cluster, "--dir", str(sweep_dir)]
     launcher = subprocess.Popen(
-        [sys.executable, str(REPO / "sweep.py"), *args, "--cluster", "local", "--dir", str(sweep_dir)],
+        [sys.executable, str(REPO / "sweep.py"), *args, *(["--wait"] if cluster == "slurm" else [])],
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -269,38 +332,16 @@ def test_local_job_preempted_mid_training_requeues_and_resumes(tmp_path):
             assert launcher.poll() is None and time.time() < deadline, "no checkpoint appeared"
             time.sleep(0.2)
         record = json.loads((sweep_dir / "sweep.json").read_text())
-        controller = record["jobs"]["0"]["base.voter0"][-1]["id"]  # a local job is its controller process
-        children = subprocess.run(["pgrep", "-P", controller], capture_output=True, text=True).stdout.split()
-        assert len(children) == 1
-        os.kill(int(children[0]), signal.SIGUSR2)  # what submitit's controller sends before a time limit
-        out, _ = launcher.communicate(timeout=240)
+        job = record["jobs"]["0"]["base.voter0"][-1]
+        send_timeout_signal(cluster, job["id"])
+        out, _ = launcher.communicate(timeout=300)
     finally:
         if launcher.poll() is None:
             launcher.kill()
     assert launcher.returncode == 0, out[-3000:]
-    result = json.loads((sweep_dir / "0" / "done" / "base.voter0.json").read_text())
-    assert result["steps"] == 400 and result["resumed_from_step"] > 0
-    log = Path(record["jobs"]["0"]["base.voter0"][-1]["stdout"]).read_text()
-    assert "Requeued job" in log
     assert "reached: finished" in out
-
-
-# -- Hydra multiruns through run.py -----------------------------------------------------------------
-@pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["basic", "local"])
-def test_multirun(tmp_path, launcher):
-    sweep_dir = tmp_path / "multirun"
-    extra = [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
-    proc = run_cli(
-        "-m", *extra, *QUICK, "si.rounds=0", "data=copy,reverse", "training.threads=1", f"hydra.sweep.dir={sweep_dir}"
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for num, task in [(0, "copy"), (1, "reverse")]:
-        summary = json.loads((sweep_dir / str(num) / "summary.json").read_text())
-        assert summary["task"] == task and [r["round"] for r in summary["rounds"]] == [0]
-    assert (sweep_dir / ".submitit").is_dir() == (launcher == "local")
-    groups = compare.group_runs([compare.load_run(p) for p in compare.find_runs([sweep_dir])])
-    assert {g.label: [run.state for run in g.runs] for g in groups} == {
-        "data.task=copy": ["done"],
-        "data.task=reverse": ["done"],
-    }
+    result = json.loads((sweep_dir / "0" / "done" / "base.voter0.json").read_text())
+    assert result["steps"] == steps and 0 < result["resumed_from_step"] < steps
+    assert "Requeued job" in Path(job["stdout"]).read_text()
+    if cluster == "slurm":
+        assert [row["State"] for row in sacct([job["id"]], duplicates=True)] == ["REQUEUED", "COMPLETED"]

@@ -6,13 +6,13 @@ ran before), all before anything is submitted.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -71,12 +71,23 @@ def parse_overrides(args: list[str]) -> tuple[list[str], list[str]]:
 
 
 def expand(overrides: list[str]) -> list[list[str]]:
-    """The grid points of Hydra sweep syntax (`a=1,2 b=range(3)`), in Hydra's multirun order."""
+    """The grid points of Hydra sweep syntax (`a=1,2 b=range(3)`), in the order of a Hydra multirun (its basic
+    sweeper's: the product of each key's values, a key's place fixed by its first override, its values by its
+    last)."""
     try:
-        batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(overrides), None)
+        parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
         raise LaunchError(f"bad sweep: {one_line(e)}") from None
-    return [list(point) for batch in batches for point in batch]
+    values: dict[str, list[str]] = {}
+    for o, text in zip(parsed, overrides, strict=True):
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            values[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            values[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            raise LaunchError(f"bad sweep: {text}: an interval has no grid points (sweep a list, range() or choice())")
+    return [list(point) for point in itertools.product(*values.values())]
 
 
 @contextlib.contextmanager
@@ -132,7 +143,7 @@ def resume_free(overrides: list[str]) -> bool:
 def point_overrides(config_overrides: list[str], sweep: SweepDir | None) -> tuple[list[list[str]], list[str]]:
     """The points' overrides, and the overrides added to all of them when a sweep is resumed."""
     if sweep is None:
-        return (expand(config_overrides) if config_overrides else [[]]), []
+        return expand(config_overrides), []
     grid = [p["overrides"] for p in sweep.data["points"]]
     extras = list(sweep.data.get("resume_overrides", []))
     if config_overrides and config_overrides != sweep.data["overrides"]:

@@ -1,4 +1,5 @@
-"""The round graph of `graph` as submitit jobs: one job per task of a step, each running one stage.
+"""The round graph of `graph` as jobs: one job per stage of a step (per voter of an array step), each running
+that stage.
 
 A job opens the run directory with `pipeline.open_run` and runs its stage, which returns at once when its
 marker exists and resumes from its checkpoint otherwise: so a requeued, resubmitted or duplicated job
@@ -11,16 +12,15 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-import submitit
-
+from selfimprove.cluster.scheduler import Requeueable
 from selfimprove.config import typed
 from selfimprove.loop import graph, pipeline, runlock
 from selfimprove.store import RunDir
 
 
 @dataclass
-class StageJob(submitit.helpers.Checkpointable):
-    """One task of a step. On timeout or preemption submitit calls `checkpoint`, which requeues the same
+class StageJob(Requeueable):
+    """One stage of a step. On timeout or preemption submitit calls `checkpoint`, which requeues the same
     object: calling it again resumes the stage from its last training checkpoint."""
 
     run_dir: str
@@ -59,5 +59,5 @@ class StageJob(submitit.helpers.Checkpointable):
 def step_jobs(
     step: graph.Step, run_dir: str, overrides: list[str], config: dict[str, Any], threads: int
 ) -> list[StageJob]:
-    """One job per task of `step`, in the order of `step.stages()`."""
+    """One job per stage of `step`, in the order of `step.stages()`."""
     return [StageJob(run_dir, overrides, config, step.kind, step.round, k, threads) for k in step.stage_voters()]

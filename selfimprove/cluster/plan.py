@@ -1,5 +1,5 @@
 """What is left of each point's round graph before a launch: the steps up to a collapse, and per step the
-tasks whose stage is not done, each either to submit or to wait for (a job of an earlier launch that is still
+jobs whose stage is not done, each either to submit or to wait for (a job of an earlier launch that is still
 queued or running).
 """
 
@@ -11,28 +11,29 @@ from omegaconf import OmegaConf
 
 from selfimprove.cluster.grid import Point
 from selfimprove.cluster.jobs import StageJob, step_jobs
-from selfimprove.cluster.sweepdir import ACTIVE, SweepDir
+from selfimprove.cluster.scheduler import ACTIVE
+from selfimprove.cluster.sweepdir import SweepDir
 from selfimprove.loop import graph
 from selfimprove.store import RunDir
 
 
 @dataclass
-class Task:
-    """One task of a step that is not done: its stage marker and the job that runs it."""
+class PendingJob:
+    """A job of a step whose stage is not done: its stage marker and the call that runs it."""
 
     stage: str
-    job: StageJob
+    call: StageJob
     active: str | None = None  # a job of an earlier launch that is still queued or running
     active_cluster: str | None = None
 
 
 @dataclass
 class Todo:
-    """A step with tasks left; `index` is its place in the plan's steps (what `Step.after` names)."""
+    """A step with jobs left; `index` is its place in the plan's steps (what `Step.after` names)."""
 
     index: int
     step: graph.Step
-    tasks: list[Task]  # the tasks of the step that are not done
+    jobs: list[PendingJob]  # one per stage of the step that is not done
 
 
 @dataclass
@@ -44,14 +45,14 @@ class Plan:
     todo: list[Todo]
     stopped: str | None = None
 
-    def active(self) -> list[Task]:
-        """The tasks that wait for a queued or running job of an earlier launch."""
-        return [t for todo in self.todo for t in todo.tasks if t.active]
+    def active(self) -> list[PendingJob]:
+        """The jobs that wait for a queued or running job of an earlier launch."""
+        return [j for todo in self.todo for j in todo.jobs if j.active]
 
 
 def plan(point: Point, sweep: SweepDir | None, states: dict[str, str], threads: int) -> Plan:
     """What is left of a point's graph: steps after a stop are dropped, stages marked done are skipped,
-    and a task whose latest job is still active is waited for instead of resubmitted."""
+    and a stage whose latest job is still active is waited for instead of resubmitted."""
     steps = graph.steps(point.voters, point.rounds)
     run = RunDir(point.run_dir)
     stopped = None
@@ -62,18 +63,18 @@ def plan(point: Point, sweep: SweepDir | None, states: dict[str, str], threads: 
     container = OmegaConf.to_container(point.cfg, resolve=True)
     todo = []
     for i, step in enumerate(steps):
-        jobs = step_jobs(step, str(point.run_dir), point.overrides, container, threads)  # type: ignore[arg-type]
-        tasks = []
-        for stage, job in zip(step.stages(), jobs, strict=True):
+        calls = step_jobs(step, str(point.run_dir), point.overrides, container, threads)  # type: ignore[arg-type]
+        pending = []
+        for stage, call in zip(step.stages(), calls, strict=True):
             if run.is_done(stage):
                 continue
             latest = sweep.latest(point.num, stage) if sweep else None
             if latest and states.get(latest["id"]) in ACTIVE:
-                tasks.append(Task(stage, job, latest["id"], latest["cluster"]))
+                pending.append(PendingJob(stage, call, latest["id"], latest["cluster"]))
             else:
-                tasks.append(Task(stage, job))
-        if tasks:
-            todo.append(Todo(i, step, tasks))
+                pending.append(PendingJob(stage, call))
+        if pending:
+            todo.append(Todo(i, step, pending))
     return Plan(point, steps, todo, stopped)
 
 
@@ -85,15 +86,15 @@ def describe(plans: list[Plan]) -> str:
         left = {t.index: t for t in p.todo}
         for i, step in enumerate(p.steps):
             after = ", ".join(p.steps[a].name for a in step.after) or "-"
-            tasks = f"array of {step.voters}" if step.is_array else "job"
+            shape = f"array of {step.voters}" if step.is_array else "job"
             todo = left.get(i)
             if todo is None:
                 what = "done"
             else:
-                waiting = [t.active for t in todo.tasks if t.active]
-                what = f"{len(todo.tasks) - len(waiting)} to submit"
+                waiting = [j.active for j in todo.jobs if j.active]
+                what = f"{len(todo.jobs) - len(waiting)} to submit"
                 what += f", waits for queued/running job(s) {' '.join(waiting)}" if waiting else ""
-            lines.append(f"  {step.name:<10} {tasks:<12} after: {after:<22} {what}")
+            lines.append(f"  {step.name:<10} {shape:<12} after: {after:<22} {what}")
         if p.stopped:
             lines.append(f"  stopped: {p.stopped}")
     return "\n".join(lines)

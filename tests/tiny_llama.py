@@ -1,7 +1,8 @@
 """A tiny, randomly initialised Llama with a tokenizer of its own, saved as a model directory: what `model=hf`
-runs on in the tests and in `gpu_check.sh --cpu-tiny`, built here with no download.
+runs on in the tests (the `tiny_llama` fixture) and in benchmarks/gpu_check.sh when no real model is named,
+built here with no download.
 
-    python -m benchmarks.tiny_llama DIR
+    python tests/tiny_llama.py DIR
 
 The tokenizer is a byte-level BPE, like Llama 3's: each task symbol is one token, and so are the merged
 numbers "12" and "34", so that its own encoding of "12+34=" is 4 tokens where selfimprove feeds 6. Its
