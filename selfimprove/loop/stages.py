@@ -26,7 +26,7 @@ from selfimprove.errors import IncompatibleCheckpointError, NonFiniteLossError
 from selfimprove.loop import base_from, noise
 from selfimprove.loop.curriculum import Curriculum
 from selfimprove.loop.data import BaseSource, MixtureSampler, Source, round_mixture
-from selfimprove.loop.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_point, judged
+from selfimprove.loop.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_difficulty, judged
 from selfimprove.loop.filters import VoterLabels, filter_labels
 from selfimprove.loop.train import StepLog, make_optimizer, peak_lr, resolve_device, train_steps, warmup_steps
 from selfimprove.models import precision
@@ -227,7 +227,7 @@ def _train(
                 "rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if ctx.device.type == "cuda" else None,
-                "model_config": OmegaConf.to_container(cfg.model),
+                "model_config": OmegaConf.to_container(cfg.model, enum_to_str=True),
                 "base_model": model.base_identity,  # what LoRA weights were tuned from; None: from scratch
                 "vocabulary": ctx.tokenizer.vocabulary,
             },
@@ -364,7 +364,7 @@ def _base_attempt(ctx: Context, voter: int, attempt: int) -> dict:
     seed = _base_sampler_seed(cfg, voter, attempt)
     trained = _train(ctx, base_attempt_stage(voter, attempt), voter, 0, cfg.training.base_steps, seed, mark=False)
     started = time.perf_counter()
-    accuracy = accuracy_per_point(
+    accuracy = accuracy_per_difficulty(
         ctx.load_model(voter),
         ctx.tokenizer,
         ctx.task,
@@ -477,10 +477,10 @@ def evaluate(ctx: Context, round_: int) -> dict:
     ctx.metrics.forget(stage)  # a run killed after logging and before the marker logged it once already
     seed_torch(cfg.training.seed, stage)
     trained = targets_until(run, round_)
-    points = ctx.curriculum.eval_points(trained)
+    points = ctx.curriculum.eval_difficulties(trained)
     per_voter = []
     for voter in range(ctx.voters):
-        accuracy = accuracy_per_point(
+        accuracy = accuracy_per_difficulty(
             ctx.load_model(voter),
             ctx.tokenizer,
             ctx.task,
