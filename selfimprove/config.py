@@ -17,7 +17,6 @@ import difflib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from selfimprove.choices import Choice
 from selfimprove.errors import ConfigError
 from selfimprove.loop.curriculum import Curriculum
 from selfimprove.models.decoder import KINDS
@@ -96,12 +96,12 @@ class OptimConfig:
     grad_clip: float = 1.0  # 0 disables clipping
 
 
-class LRSchedule(StrEnum):
+class LRSchedule(Choice):
     wsd = "wsd"  # warmup-stable-decay
     cosine = "cosine"
 
 
-class Precision(StrEnum):
+class Precision(Choice):
     fp32 = "fp32"
     bf16 = "bf16"  # autocast
     auto = "auto"  # bf16 where the device has fast bf16 (CUDA, CPUs with AMX), fp32 elsewhere
@@ -144,7 +144,7 @@ class FilterConfig:
     min_confidence: float = 0.8  # keep labels whose least probable token has at least this probability (0: off)
 
 
-class NoiseKind(StrEnum):
+class NoiseKind(Choice):
     uniform = "uniform"  # random tokens
     drop = "drop"  # 1-3 of the last 3 tokens deleted
     perturb = "perturb"  # digits +-1
@@ -165,7 +165,7 @@ class MixingConfig:
     base_share: float = 0.5  # of the rest, the share of fresh base-range data; older rounds get the remainder
 
 
-class Pace(StrEnum):
+class Pace(Choice):
     """How far each round reaches (selfimprove/loop/curriculum.py)."""
 
     linear = "linear"  # si.length_step steps a round
@@ -193,12 +193,12 @@ class SIConfig:
     keep_round_checkpoints: bool = False
 
 
-class LoggerName(StrEnum):
+class LoggerName(Choice):
     none = "none"  # console and metrics.jsonl only
     wandb = "wandb"  # Weights & Biases as well
 
 
-class WandbMode(StrEnum):
+class WandbMode(Choice):
     online = "online"
     offline = "offline"
     disabled = "disabled"

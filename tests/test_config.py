@@ -1,5 +1,6 @@
 import dataclasses
 import enum
+import json
 import typing
 from pathlib import Path
 
@@ -109,11 +110,12 @@ def enum_fields(schema: type):
 
 
 def test_a_choice_is_written_as_the_string_a_user_types():
-    """OmegaConf reads an Enum field by its member's name; run.json and checkpoints hold its value."""
+    """OmegaConf reads an Enum field by its member's name; run.json, checkpoints and messages show its value."""
     kinds = list(enum_fields(Config))
     assert len(kinds) >= 8
     for kind in kinds:
-        assert all(member.name == member.value for member in kind), kind
+        assert all(member.name == member.value and repr(member) == repr(member.value) for member in kind), kind
+    assert json.dumps(OmegaConf.to_container(make("data=maze").data)["maze_difficulty"]) == '"hops"'
 
 
 def test_every_task_parameter_is_a_data_key_whatever_the_task():

@@ -8,13 +8,13 @@ optional cache and the position of the first token so that generation can feed o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfimprove.choices import Choice
 from selfimprove.errors import ConfigError
 from selfimprove.models.decoder import ModelSpec
 from selfimprove.models.tokenizer import Tokenizer
@@ -23,18 +23,18 @@ if TYPE_CHECKING:
     from selfimprove.config import ModelConfig  # the whole model group: block_size and NativeConfig's fields
 
 
-class Norm(StrEnum):
+class Norm(Choice):
     layernorm = "layernorm"
     rmsnorm = "rmsnorm"
 
 
-class Positions(StrEnum):
+class Positions(Choice):
     nope = "nope"  # none: the causal mask alone tells positions apart
     rope = "rope"
     learned = "learned"
 
 
-class AttentionScale(StrEnum):
+class AttentionScale(Choice):
     none = "none"
     # a query's attention logits times the log of the number of keys it sees (scalable softmax), so attention stays
     # as sharp past the trained lengths as within them instead of spreading over more keys

@@ -18,10 +18,10 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 
+from selfimprove.choices import Choice
 from selfimprove.tasks.base import Difficulty, Example, Task
 
 MAX_LABEL = 99
@@ -30,7 +30,7 @@ _NODE = "[1-9][0-9]?"  # a label: 1-99
 _ENTRY = f"{_NODE}:{_NODE}(?:,{_NODE})*"
 
 
-class MazeDifficulty(StrEnum):
+class MazeDifficulty(Choice):
     hops = "hops"  # hops from S to E, in trees of data.nodes nodes
     nodes = "nodes"  # the node count, with data.hops hops from S to E (the paper's second variant)
     path = "path"  # hops, in trees of the S-E path and data.side_nodes nodes off it: prompts grow with the hops
