@@ -1,15 +1,21 @@
 """Config schemas: one dataclass per Hydra group, under one root schema registered in the ConfigStore.
 
-conf/config.yaml names the root schema first in its defaults list, so a mistyped key or a value of
-the wrong type in any group file or override fails at composition with Hydra's own error. Checks that span several
-values (a block size too small for the lengths the schedule will reach, ...) live in `validate`.
+conf/config.yaml names the root schema first in its defaults list, so a mistyped key, a value of the wrong type or
+one not among a field's choices (an Enum) in any group file or override fails at composition with Hydra's own error
+(`check_keys` says it in one line for a command's overrides, before composition). A group file sets only what differs
+from these defaults. Checks that span several values (a block size too small for the lengths the schedule will reach,
+...) live in `validate`.
+
+The core names no task and no model kind: each task declares its parameters (`Task.Parameters`) and each model kind
+its settings (`ModelSpec.config`), and the data and model schemas hold every one's, under `data.` and `model.`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,46 +23,40 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from selfimprove.choices import Choice
 from selfimprove.errors import ConfigError
+from selfimprove.loop.curriculum import Curriculum
+from selfimprove.models.decoder import KINDS
+from selfimprove.models.tokenizer import Tokenizer
+from selfimprove.tasks import TASKS, get_task
 
 CONF = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config groups, one folder each
 
 
+def with_parts(group: str, given: Iterable[type | None]) -> tuple[type, ...]:
+    """The bases of a group's schema beyond its core: every task's (or model kind's) own dataclass. Two that declare
+    one key declare it alike, or the key would mean two things (refused when the package is imported)."""
+    parts = [p for p in given if p is not None]
+    seen: dict[str, Any] = {}
+    for part in parts:
+        for f in dataclasses.fields(part):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if seen.setdefault(f.name, (f.type, default)) != (f.type, default):
+                raise TypeError(f"{group}.{f.name} is declared twice, with another type or default ({part.__name__})")
+    return tuple(reversed(parts))  # the first part's fields come first
+
+
 @dataclass
-class LoraConfig:
-    """peft LoRA on a pretrained model (model.kind=hf): low-rank updates of the named projections."""
-
-    r: int = 64
-    alpha: int = 128  # peft's lora_alpha: the update is scaled by alpha / r
-    dropout: float = 0.0
-    # Module names (peft matches a name or a dotted suffix): every attention and MLP projection of a Llama.
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    )
-
-
-@dataclass
-class ModelConfig:
-    kind: str = "native"  # native: this project's decoder, from scratch | hf: a pretrained causal LM, LoRA-tuned
+class ModelCore:
+    kind: str = "native"  # a model kind: a module of selfimprove/models that defines a SPEC
     block_size: int = 96  # longest token sequence: BOS + prompt + answer + EOS
-    # native only: the decoder's shape
-    n_layer: int = 3
-    n_head: int = 4
-    n_embd: int = 128
-    ffn_hidden: int = 352  # SwiGLU hidden width (about 8/3 of n_embd keeps the parameter count of a 4x MLP)
-    bias: bool = False
-    norm: str = "layernorm"  # layernorm | rmsnorm
-    pos_encoding: str = "nope"  # nope | rope | learned
-    rope_theta: float = 10000.0
-    # log | none: a query's attention logits times the log of the number of keys it sees (scalable softmax), so
-    # attention stays as sharp past the trained lengths as within them instead of spreading over more keys
-    attention_scale: str = "log"
-    dropout: float = 0.0
-    # hf only (selfimprove/models/hf.py)
-    path: str | None = None  # a local model directory, or a Hugging Face hub id found in the local cache
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower steps
+
+
+@dataclass
+class ModelConfig(*with_parts("model", [spec.config for spec in KINDS.values()]), ModelCore):
+    """The model group: its kind, block_size, and every kind's own settings (a kind reads only its own)."""
 
 
 # What a key had before it existed, where that differs from its schema default: a run.json or a checkpoint saved
@@ -71,19 +71,19 @@ def saved_value(saved: dict[str, Any], key: str, today: Any) -> Any:
 
 
 @dataclass
-class DataConfig:
-    task: str = "copy"  # a module of selfimprove/tasks: copy | reverse | reverse_addition | forward_addition | ...
+class DataCore:
+    task: str = "copy"  # a task (a module of selfimprove/tasks)
     base_min: int = 1  # base difficulties: base_min..base_max (per side for pair difficulties)
     base_max: int = 10
-    nodes: int = 20  # maze: nodes per maze when the difficulty is hops
-    maze_difficulty: str = "hops"  # maze: hops (nodes fixed) | nodes (hops fixed, the paper's second variant)
-    # | path (hops, in trees of the S-E path and `side_nodes` nodes off it: prompts that grow with the hops)
-    hops: int = 5  # maze: hops from S to E when the difficulty is nodes
-    side_nodes: int = 3  # maze: nodes off the S-E path when the difficulty is path
     loss_on_prompt: bool = False  # the seed trained on the whole sequence; default is answer tokens only
     eval_samples: int = 1000  # fresh held-out prompts per difficulty
     eval_lookahead: int = 3  # evaluate this many sizes past the largest trained one
     generate_batch_size: int = 1024  # prompts per greedy-decoding batch (labelling and evaluation)
+
+
+@dataclass
+class DataConfig(*with_parts("data", [task.Parameters for task in TASKS.values()]), DataCore):
+    """The data group: the task, its base set, evaluation, and every task's parameters (a task reads only its own)."""
 
 
 @dataclass
@@ -96,18 +96,31 @@ class OptimConfig:
     grad_clip: float = 1.0  # 0 disables clipping
 
 
+class LRSchedule(Choice):
+    wsd = "wsd"  # warmup-stable-decay
+    cosine = "cosine"
+
+
+class Precision(Choice):
+    fp32 = "fp32"
+    bf16 = "bf16"  # autocast
+    auto = "auto"  # bf16 where the device has fast bf16 (CUDA, CPUs with AMX), fp32 elsewhere
+
+
 @dataclass
 class TrainingConfig:
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     seed: int = 0
     batch_size: int = 128
-    length_buckets: int = 4  # a batch's rows sorted by length and cut into this many micro-batches: less padding
-    base_steps: int = 1800
+    # a batch's rows sorted by length and cut into this many micro-batches: less padding (on a 2-core CPU, 4 leave
+    # ~9% padding instead of 22-36%, and steps run ~23% faster)
+    length_buckets: int = 4
+    base_steps: int = 1800  # enough for the tiny model to copy 1-10 digits
     # seeds a voter's base stage may try: a base scoring below si.collapse_threshold at some base difficulty (it
     # did not learn its base set) is trained again from a new seed; 1: one seed, as before
     base_attempts: int = 1
-    round_steps: int = 300
-    schedule: str = "wsd"  # wsd (warmup-stable-decay) | cosine
+    round_steps: int = 300  # the default experiment's calibration is in docs/trials.md
+    schedule: LRSchedule = LRSchedule.wsd
     warmup_steps: int = 100
     # a round's warmup (null: warmup_steps, as the base stage); a round goes on from the last one's optimiser moments
     round_warmup_steps: int | None = None
@@ -116,8 +129,8 @@ class TrainingConfig:
     round_lr: float | None = None
     decay_fraction: float = 0.2  # WSD: share of a stage's steps spent decaying
     optim: OptimConfig = field(default_factory=OptimConfig)
-    precision: str = "auto"  # fp32 | bf16 (autocast) | auto (bf16 where the device has fast bf16); also decoding
-    compile: bool = False
+    precision: Precision = Precision.auto  # also decoding's
+    compile: bool = False  # on a 2-core CPU its compile time outweighs its gain
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     log_every: int = 100
     checkpoint_every: int = 500
@@ -131,12 +144,18 @@ class FilterConfig:
     min_confidence: float = 0.8  # keep labels whose least probable token has at least this probability (0: off)
 
 
+class NoiseKind(Choice):
+    uniform = "uniform"  # random tokens
+    drop = "drop"  # 1-3 of the last 3 tokens deleted
+    perturb = "perturb"  # digits +-1
+
+
 @dataclass
 class NoiseConfig:
     """Label noise injected into the kept labels (the paper's robustness study); off at rate 0."""
 
     rate: float = 0.0  # share of kept labels replaced by a noisy one
-    kind: str = "uniform"  # uniform: random tokens | drop: 1-3 of the last 3 tokens deleted | perturb: digits +-1
+    kind: NoiseKind = NoiseKind.uniform
     rounds: list[int] = field(default_factory=list)  # the rounds to inject into; empty: every round
 
 
@@ -146,9 +165,16 @@ class MixingConfig:
     base_share: float = 0.5  # of the rest, the share of fresh base-range data; older rounds get the remainder
 
 
+class Pace(Choice):
+    """How far each round reaches (selfimprove/loop/curriculum.py)."""
+
+    linear = "linear"  # si.length_step steps a round
+    accelerated = "accelerated"  # the paper's fast mode: every consecutive step already accurate enough
+
+
 @dataclass
 class SIConfig:
-    schedule: str = "linear"  # linear | accelerated
+    schedule: Pace = Pace.linear
     rounds: int = 13
     length_step: int = 1  # linear: curriculum steps per round (a length; for pairs, one (k, n) & (n, k) pair)
     accelerate_threshold: float = 0.99  # accelerated: extend over steps whose difficulties are at least this accurate
@@ -167,10 +193,21 @@ class SIConfig:
     keep_round_checkpoints: bool = False
 
 
+class LoggerName(Choice):
+    none = "none"  # console and metrics.jsonl only
+    wandb = "wandb"  # Weights & Biases as well
+
+
+class WandbMode(Choice):
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
 @dataclass
 class LoggerConfig:
-    name: str = "none"  # none | wandb
-    mode: str | None = None  # wandb: online | offline | disabled; null: $WANDB_MODE, else offline
+    name: LoggerName = LoggerName.none
+    mode: WandbMode | None = None  # wandb's; null: $WANDB_MODE, else offline
     project: str = "selfimprove"
     entity: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -205,10 +242,9 @@ def check_overrides(cfg: Any, overrides: list[str]) -> None:
     - `si=none` asks for the base alone, but an experiment preset merges after the si group and may set
       `si.rounds` itself (unless the command sets si.rounds as well);
     - a base-training setting given with base_from, whose base models were trained by that run's settings;
-    - a task parameter (data.*) the task does not read, with its other parameters.
+    - a task parameter (data.*) the task does not read, with its other parameters;
+    - a model setting (model.*) of another model kind.
     run.json would record each as a result-determining setting that nothing read."""
-    from selfimprove.tasks import TASKS, get_task
-
     given = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(overrides)}
     for key in BASE_TRAINING:
         if cfg.base_from and key in given:
@@ -217,10 +253,18 @@ def check_overrides(cfg: Any, overrides: list[str]) -> None:
                 f"that run trained them (leave {key} out)"
             )
     task = get_task(cfg.data.task, cfg.data)
-    for name in sorted({p for cls in TASKS.values() for p in cls.parameters} - set(task.settings())):
+    for name in sorted({p for cls in TASKS.values() for p in cls.parameters()} - set(task.settings())):
         if f"data.{name}" in given:
             reads = ", ".join(f"data.{s}={cfg.data[s]}" for s in task.settings()) or "no task parameter"
             raise ConfigError(f"data.{name}={given[f'data.{name}']} has no effect: data.task={task.name} reads {reads}")
+    kind = cfg.model.kind
+    for key, value in given.items():
+        name = key.split(".")[1] if key.startswith("model.") else ""
+        owners = [k for k, spec in KINDS.items() if name in {f.name for f in dataclasses.fields(spec.config)}]
+        if owners and kind not in owners:
+            raise ConfigError(
+                f"{key}={value} has no effect: model.kind={kind} does not read it (model.kind={owners[0]} does)"
+            )
     if given.get("si") == "none" and "si.rounds" not in given and cfg.si.rounds > 0:
         raise ConfigError(
             f"si=none trains and evaluates the base only, but experiment={given.get('experiment')} sets "
@@ -229,9 +273,10 @@ def check_overrides(cfg: Any, overrides: list[str]) -> None:
 
 
 def check_keys(overrides: Sequence[str]) -> None:
-    """Refuse an override of a key the schema does not have, with or without `+`: Hydra's own refusal of
-    `si.round=3` spans several lines and suggests `+si.round=3`, which adds the key to the config, where
-    nothing reads it but run.json records it as a result-determining setting."""
+    """Refuse, in one line and before composition, an override of a key the schema does not have, with or without
+    `+` (Hydra's own refusal of `si.round=3` spans several lines and suggests `+si.round=3`, which adds the key to
+    the config, where nothing reads it but run.json records it as a result-determining setting), or of a value the
+    key's type does not take (`model.norm=batchnorm`: Hydra's refusal spans several lines too)."""
     groups = {p.name for p in CONF.iterdir() if p.is_dir()}
     schema = OmegaConf.structured(
         Config(model=ModelConfig(), data=DataConfig(), training=TrainingConfig(), si=SIConfig(), logger=LoggerConfig())
@@ -243,12 +288,25 @@ def check_keys(overrides: Sequence[str]) -> None:
         *parents, leaf = key.split(".")
         node = OmegaConf.select(schema, ".".join(parents)) if parents else schema
         if OmegaConf.is_dict(node) and leaf in node:
+            if not override.is_delete() and not override.is_sweep_override():
+                _check_value(node, leaf, override.value(), text)
             continue
         where = ".".join(parents)
         known = list(node.keys()) if OmegaConf.is_dict(node) else []
         near = difflib.get_close_matches(leaf, known, n=1)
         hint = f": did you mean {'.'.join([*parents, near[0]])}?" if near else ""
         raise ConfigError(f"{text}: {where or 'the config'} has no key {leaf!r}{hint}")
+
+
+def _check_value(node: Any, leaf: str, value: Any, text: str) -> None:
+    """`value` set at `leaf` of the schema `node` as composition sets it; refused in one line if it does not fit."""
+    try:
+        OmegaConf.merge(node, {leaf: value})
+    except OmegaConfBaseException as e:
+        choices = getattr(node._get_node(leaf), "enum_type", None)  # an Enum field: its choices say it best
+        if choices is not None:
+            raise ConfigError(f"{text}: not one of {', '.join(c.value for c in choices)}") from None
+        raise ConfigError(f"{text}: {str(e).splitlines()[0]}") from None
 
 
 def register_configs() -> None:
@@ -259,59 +317,17 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
 
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "model.kind": ("native", "hf"),
-    "model.norm": ("layernorm", "rmsnorm"),
-    "model.pos_encoding": ("nope", "rope", "learned"),
-    "model.attention_scale": ("none", "log"),
-    "training.schedule": ("wsd", "cosine"),
-    "training.precision": ("fp32", "bf16", "auto"),
-    "si.schedule": ("linear", "accelerated"),
-    "si.noise.kind": ("uniform", "drop", "perturb"),
-    "data.maze_difficulty": ("hops", "nodes", "path"),
-    "logger.name": ("none", "wandb"),
-    "logger.mode": ("online", "offline", "disabled"),
-}
-
-
-def _get(cfg: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
-
-
 def validate(cfg: Any) -> None:
     """Raise ConfigError on the first inconsistent value, before any work starts."""
-    from selfimprove.loop.curriculum import Curriculum
-    from selfimprove.models.tokenizer import Tokenizer
-    from selfimprove.tasks import TASKS, get_task
 
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise ConfigError(message)
 
-    for key, allowed in CHOICES.items():
-        value = _get(cfg, key)
-        if key == "logger.mode" and value is None:
-            continue  # the environment's WANDB_MODE decides
-        need(value in allowed, f"{key}={value!r} is not one of {', '.join(allowed)}")
     need(cfg.data.task in TASKS, f"data.task={cfg.data.task!r} is not one of {', '.join(sorted(TASKS))}")
-
     m = cfg.model
-    for key in ("n_layer", "n_head", "n_embd", "ffn_hidden", "block_size"):
-        need(getattr(m, key) >= 1, f"model.{key}={getattr(m, key)} must be at least 1")
-    need(m.n_embd % m.n_head == 0, f"model.n_embd={m.n_embd} is not divisible by model.n_head={m.n_head}")
-    need(
-        m.pos_encoding != "rope" or (m.n_embd // m.n_head) % 2 == 0,
-        "model.pos_encoding=rope needs an even head width",
-    )
-    need(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must lie in [0, 1)")
-    need(m.kind == "hf" or m.path is None, f"model.path={m.path} is for a pretrained model: add model=hf")
-    need(m.kind != "hf" or bool(m.path), "model=hf needs model.path=<a local model directory or a Hugging Face hub id>")
-    lora = m.lora
-    need(lora.r >= 1 and lora.alpha > 0, f"model.lora.r={lora.r} and model.lora.alpha={lora.alpha} must be positive")
-    need(0.0 <= lora.dropout < 1.0, f"model.lora.dropout={lora.dropout} must lie in [0, 1)")
-    need(len(lora.target_modules) > 0, "model.lora.target_modules is empty: LoRA would train nothing")
+    need(m.kind in KINDS, f"model.kind={m.kind!r} is not one of {', '.join(sorted(KINDS))}")
+    need(m.block_size >= 1, f"model.block_size={m.block_size} must be at least 1")
 
     d = cfg.data
     task = get_task(d.task, d)
@@ -391,7 +407,7 @@ def validate(cfg: Any) -> None:
     need(s.drift_rounds >= 0, f"si.drift_rounds={s.drift_rounds} must be >= 0 (0: never report drift)")
 
     furthest = Curriculum.from_config(cfg, task).furthest_size(s.rounds)
-    point = (furthest, furthest) if task.pair else furthest
+    point = task.difficulties.hardest(furthest)
     problem = task.difficulty_error(point)
     need(problem is None, f"{problem}: base {d.base_max} + {s.rounds} rounds of {s.schedule} reach size {furthest}")
     tokens = task.sequence_tokens(point)
@@ -401,9 +417,4 @@ def validate(cfg: Any) -> None:
         f"(base {d.base_max} + {s.rounds} rounds of {s.schedule} + {d.eval_lookahead} eval lookahead) "
         f"needs {tokens} tokens",
     )
-    if m.kind == "hf":  # last: it reads the pretrained model's config and tokenizer
-        try:
-            from selfimprove.models import hf as hf_model
-        except ImportError as e:
-            raise ConfigError(f"model.kind=hf needs transformers and peft ({e}): pip install -e '.[hf]'") from None
-        hf_model.check(m, Tokenizer(task.vocabulary))
+    KINDS[m.kind].check(m, Tokenizer(task.vocabulary))  # last: a pretrained kind reads its model's files

@@ -1,3 +1,7 @@
+import dataclasses
+import enum
+import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -7,15 +11,19 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError
 
 from selfimprove.config import (
+    Config,
     DataConfig,
     LoggerConfig,
     ModelConfig,
     SIConfig,
     TrainingConfig,
+    check_keys,
     register_configs,
     validate,
+    with_parts,
 )
 from selfimprove.errors import ConfigError
+from selfimprove.tasks import TASKS
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 GROUPS = {
@@ -59,46 +67,6 @@ def test_every_group_option_composes_and_validates(group, option, request):
     validate(cfg)
 
 
-def test_small_is_the_papers_model():
-    cfg = make("model=small")
-    assert (cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd) == (6, 6, 384)
-    assert cfg.model.pos_encoding == "nope"
-
-
-def test_paper_experiments():
-    copy = make("experiment=paper_copy")
-    assert copy.training.batch_size == 1024 and copy.training.optim.lr == 5e-4
-    assert copy.training.schedule == "wsd" and copy.si.samples_per_round == 20000
-    assert (copy.training.base_steps, copy.training.round_steps, copy.si.rounds) == (2000, 500, 100)
-    assert (copy.model.n_layer, copy.model.n_embd, copy.model.ffn_hidden) == (6, 384, 1536)
-    addition = make("experiment=paper_reverse_addition")
-    assert addition.data.task == "reverse_addition" and addition.data.base_max == 16
-    assert (addition.training.base_steps, addition.training.round_steps) == (10000, 1000)
-    assert addition.si.samples_per_round == 50000 and addition.si.rounds == 100
-    forward = make("experiment=paper_forward_addition")
-    assert forward.si.rounds == 60 and forward.si.filters.length
-    mult = make("experiment=paper_multiplication")
-    assert (mult.data.base_min, mult.data.base_max, mult.si.rounds) == (1, 5, 40)  # 40 steps: (1,6) ... (10,10)
-    assert (mult.si.filters.voters, mult.si.filters.vote_threshold) == (5, 0.7)
-    maze = make("experiment=paper_maze")
-    assert (maze.data.base_max, maze.si.rounds) == (9, 21)  # hops 10 ... 30
-
-
-def test_pretrained_presets_are_the_papers():
-    small = make("experiment=paper_pretrained_1b")
-    assert (small.model.kind, small.model.path) == ("hf", "meta-llama/Llama-3.2-1B")
-    assert (small.model.lora.r, small.model.lora.alpha) == (64, 128)
-    assert list(small.model.lora.target_modules) == [f"{m}_proj" for m in ("q", "k", "v", "o", "gate", "up", "down")]
-    assert (small.data.task, small.data.base_min, small.data.base_max) == ("reverse_addition", 1, 16)
-    assert (small.si.schedule, small.si.samples_per_round) == ("accelerated", 10000)
-    assert (small.training.optim.lr, small.training.base_steps, small.training.round_steps) == (1e-4, 1200, 600)
-    assert (small.training.precision, small.training.batch_size) == ("bf16", 128)
-    large = make("experiment=paper_pretrained_3b")
-    assert (large.model.path, large.model.lora.r, large.model.lora.alpha) == ("meta-llama/Llama-3.2-3B", 32, 128)
-    assert (large.training.batch_size, large.training.length_buckets) == (64, 4)  # 16 rows x 4, as the paper
-    assert (large.si.samples_per_round, large.training.optim.lr, large.training.round_steps) == (10000, 1e-4, 600)
-
-
 def test_unknown_key_fails_at_composition():
     with pytest.raises((ConfigCompositionException, ConfigKeyError)):
         make("model.n_layers=4")
@@ -107,6 +75,68 @@ def test_unknown_key_fails_at_composition():
 def test_wrong_type_fails_at_composition():
     with pytest.raises(ConfigCompositionException):
         make("model.n_layer=three")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("si.noise.kind=shuffle", "si.noise.kind=shuffle: not one of uniform, drop, perturb"),
+        ("model.norm=batchnorm", "model.norm=batchnorm: not one of layernorm, rmsnorm"),
+        ("data.maze_difficulty=edges", "data.maze_difficulty=edges: not one of hops, nodes, path"),
+        ("logger.mode=loud", "logger.mode=loud: not one of online, offline, disabled"),
+        ("model.n_layer=three", "model.n_layer=three: Value 'three' of type 'str' could not be converted to Integer"),
+    ],
+)
+def test_a_value_the_schema_does_not_take_fails_at_composition_and_before_it_in_one_line(override, message):
+    with pytest.raises(ConfigCompositionException):
+        make(override)
+    with pytest.raises(ConfigError) as refused:
+        check_keys([override])
+    assert str(refused.value) == message
+
+
+def test_values_the_schema_takes_pass_the_check_before_composition():
+    check_keys(["model.norm=rmsnorm", "logger.mode=null", "model.n_layer=2,4", "training.optim.lr=${oc.env:LR,1e-3}"])
+
+
+def enum_fields(schema: type):
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        for kind in typing.get_args(hints[f.name]) or (hints[f.name],):
+            if isinstance(kind, type) and issubclass(kind, enum.Enum):
+                yield kind
+            elif dataclasses.is_dataclass(kind):
+                yield from enum_fields(kind)
+
+
+def test_a_choice_is_written_as_the_string_a_user_types():
+    """OmegaConf reads an Enum field by its member's name; run.json, checkpoints and messages show its value."""
+    kinds = list(enum_fields(Config))
+    assert len(kinds) >= 8
+    for kind in kinds:
+        assert all(member.name == member.value and repr(member) == repr(member.value) for member in kind), kind
+    assert json.dumps(OmegaConf.to_container(make("data=maze").data)["maze_difficulty"]) == '"hops"'
+
+
+def test_every_task_parameter_is_a_data_key_whatever_the_task():
+    """run.json records the same keys for every task, so a run of one task resumes whatever tasks are added."""
+    keys = {f.name for f in dataclasses.fields(DataConfig)}
+    assert all(set(cls.parameters()) <= keys for cls in TASKS.values())
+    assert {"nodes", "maze_difficulty", "hops", "side_nodes"} <= set(make("data=copy").data)
+
+
+def test_two_tasks_cannot_give_one_key_two_meanings():
+    @dataclasses.dataclass
+    class One:
+        nodes: int = 20
+
+    @dataclasses.dataclass
+    class Other:
+        nodes: int = 30
+
+    assert with_parts("data", [One, None, One]) == (One, One)
+    with pytest.raises(TypeError, match=r"data\.nodes is declared twice"):
+        with_parts("data", [One, Other])
 
 
 def test_unknown_option_fails_at_composition():
@@ -127,11 +157,10 @@ def test_unknown_option_fails_at_composition():
         (["data=maze", "data.nodes=8"], "maze: 19 hops need at least 20 nodes"),
         (["data=maze", "data.maze_difficulty=nodes", "data.base_min=3"], "a maze of data.hops=5 hops has at least 6"),
         (["data=multiplication", "model.block_size=128"], r"multiplication at size 8 \(base 5 \+ 13 rounds.*231"),
-        (["si.noise.kind=shuffle"], "si.noise.kind='shuffle' is not one of uniform, drop, perturb"),
         (["si.noise.rate=1.5"], "si.noise.rate=1.5 must lie in"),
         (["si.noise.rounds=[0]"], "rounds are numbered from 1"),
         (["model.n_head=5"], "not divisible"),
-        (["model.norm=batchnorm"], "model.norm='batchnorm' is not one of"),
+        (["model.kind=gguf"], "model.kind='gguf' is not one of hf, native"),
         (["training.optim.lr=-1"], "must be positive"),
         (["data.task=sorting"], "data.task='sorting' is not one of"),
         (["model.n_embd=0"], r"model.n_embd=0 must be at least 1"),  # divisible by n_head, trained zero-wide once

@@ -17,12 +17,13 @@ from omegaconf import OmegaConf
 
 import selfimprove
 from selfimprove.cluster import grid
-from selfimprove.config import LoraConfig, ModelConfig, validate
+from selfimprove.config import ModelConfig, check_overrides, validate
 from selfimprove.errors import ConfigError, IncompatibleCheckpointError
 from selfimprove.loop.checkpoint import Checkpoint, restore
 from selfimprove.loop.data import collate
 from selfimprove.models.decoder import build
 from selfimprove.models.generate import complete, generate
+from selfimprove.models.hf import LoraConfig
 from selfimprove.models.tokenizer import BOS, EOS, Tokenizer
 from selfimprove.store import RunDir
 from selfimprove.tasks import get_task
@@ -253,10 +254,12 @@ def test_pretrained_configs_that_cannot_run_are_refused_in_one_line(tiny_llama, 
         ([*base, f"model.path={no_plus}"], f"model.path={no_plus}: its tokenizer has no single-token id for +: "),
         ([*base, "model.lora.target_modules=[qkv_proj]"], "model.lora.target_modules=['qkv_proj']: Target modules"),
         ([*base, "model.block_size=513"], f"model.block_size=513 is past model.path={tiny_llama}'s 512 positions"),
-        (["model.path=/models/llama"], "model.path=/models/llama is for a pretrained model: add model=hf"),
+        (["model.path=/models/llama"], "model.path=/models/llama has no effect: model.kind=native does not read it"),
     ]:
         with pytest.raises(ConfigError) as refused:
-            validate(compose_config(*overrides))
+            cfg = compose_config(*overrides)
+            check_overrides(cfg, overrides)
+            validate(cfg)
         assert str(refused.value).startswith(message) and "\n" not in str(refused.value), overrides
 
     # Through run.py: one line, exit 2, before anything is written.

@@ -5,14 +5,15 @@ import pytest
 from selfimprove.config import TrainingConfig
 from selfimprove.loop.curriculum import Curriculum
 from selfimprove.loop.train import lr_at, peak_lr, warmup_steps
+from selfimprove.tasks.difficulty import NUMBERS, PAIRS
 
 
 def lengths(schedule="linear", step=1, base_max=10, lookahead=3, advance=0.0):
-    return Curriculum(False, 1, 1, base_max, schedule, step, 0.99, lookahead, advance)
+    return Curriculum(NUMBERS, 1, 1, base_max, schedule, step, 0.99, lookahead, advance)
 
 
 def pairs(schedule="linear", step=1, base_max=5, lookahead=1, advance=0.0):
-    return Curriculum(True, 1, 1, base_max, schedule, step, 0.99, lookahead, advance)
+    return Curriculum(PAIRS, 1, 1, base_max, schedule, step, 0.99, lookahead, advance)
 
 
 def test_linear_lengths():
@@ -73,11 +74,11 @@ def test_accelerated_pairs_take_every_consecutive_step_above_threshold():
     assert pairs("accelerated").next_targets([(1, 6), (6, 1), (2, 6), (6, 2)], accuracy) == [(3, 6), (6, 3)]
 
 
-def test_evaluation_points_reach_one_size_past_the_largest_trained():
-    assert lengths().eval_points([11, 12]) == list(range(1, 16))
-    points = pairs().eval_points([(1, 6), (6, 1)])
+def test_evaluated_difficulties_reach_one_size_past_the_largest_trained():
+    assert lengths().eval_difficulties([11, 12]) == list(range(1, 16))
+    points = pairs().eval_difficulties([(1, 6), (6, 1)])
     assert len(points) == 49 and set(points) == {(a, b) for a in range(1, 8) for b in range(1, 8)}
-    assert pairs().eval_points([]) == [(a, b) for n in range(1, 7) for (a, b) in pairs().points_of_size(n)]
+    assert pairs().eval_difficulties([]) == [(a, b) for n in range(1, 7) for (a, b) in pairs().of_size(n)]
 
 
 def test_newest_and_next_step():
@@ -104,7 +105,7 @@ def test_reach_over_pairs_is_the_largest_full_square():
 
 
 def test_reach_counts_from_the_smallest_difficulty():
-    nodes = Curriculum(False, 6, 6, 10)  # maze by node count at 5 hops: 6 nodes at least
+    nodes = Curriculum(NUMBERS, 6, 6, 10)  # maze by node count at 5 hops: 6 nodes at least
     assert nodes.reach({6: 1.0, 7: 1.0, 8: 0.5}, 0.98) == 7
     assert nodes.reach({6: 0.5}, 0.98) == 0
 

@@ -116,6 +116,7 @@ def test_maze_prompt_grammar(params, prompt, problem):
 
 def test_wrong_answers_are_wrong():
     assert not get_task("reverse").check("1230=", "1230")
+    assert not get_task("sort").check("3120=", "3120")  # the digits as given
     assert not get_task("forward_addition").check("57+68=", "0125")  # no padding in forward addition
     assert not get_task("reverse_addition").check("21+93=", "15")  # padded to n + 1 digits
     hints = get_task("reverse_addition_hints")
@@ -160,6 +161,7 @@ def test_vote_keys():
     [
         ("copy", 4, "1234", True),
         ("copy", 4, "123", False),
+        ("sort", 4, "012", False),
         ("reverse_addition", 3, "0001", True),
         ("reverse_addition", 3, "001", False),
         ("reverse_addition_hints", 3, "k5l7m9n0", True),
@@ -190,7 +192,7 @@ def test_multiplication_token_budget_counts_the_chain():
 
 
 def difficulties(name):
-    return [(1, 1), (3, 2), (2, 7)] if get_task(name).pair else [1, 7, 19]
+    return [(1, 1), (3, 2), (2, 7)] if get_task(name).difficulties.pair else [1, 7, 19]
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))

@@ -70,10 +70,10 @@ def restore(
     checkpoint = Checkpoint.load(path)
     # A key the model config gained after the checkpoint was written had there what a saved config lacking it
     # is typed with: its value from before it existed, else its default.
-    saved_model = {**OmegaConf.to_container(typed({"model": {}}).model), **checkpoint.model_config}
+    saved_model = {**OmegaConf.to_container(typed({"model": {}}).model, enum_to_str=True), **checkpoint.model_config}
     for what, mine, saved in (
         ("vocabulary", tokenizer.vocabulary, checkpoint.vocabulary),
-        ("model", OmegaConf.to_container(model_cfg), saved_model),
+        ("model", OmegaConf.to_container(model_cfg, enum_to_str=True), saved_model),
     ):
         if saved != mine:
             raise IncompatibleCheckpointError(f"{path} was written for another {what}: {saved} (this run: {mine})")

@@ -1,10 +1,11 @@
 """The curriculum (the si/ group's schedule): the base set, the order of harder difficulties, the next
-round's targets, the evaluation points and the reach.
+round's targets, the difficulties evaluated and the reach.
 
-Past the base set, difficulties come in *steps*, taken in order:
-- int difficulties (lengths, hops): base_max + 1, base_max + 2, ...
-- pair difficulties (a, b), base base_min..base_max on both sides: for n = base_max + 1, base_max + 2, ...
-  the steps {(1, n), (n, 1)}, {(2, n), (n, 2)}, ..., {(n, n)}: the paper's order for multiplication.
+Past the base set, difficulties come in *steps*, taken in order: for each size n = base_max + 1, base_max + 2, ...
+the steps the task's difficulty type gives that size (selfimprove/tasks/difficulty.py):
+- int difficulties (lengths, hops): {n};
+- pair difficulties (a, b), base base_min..base_max on both sides: {(1, n), (n, 1)}, {(2, n), (n, 2)}, ...,
+  {(n, n)}: the paper's order for multiplication.
 linear takes `si.length_step` steps per round; accelerated (the paper's fast mode) takes every
 consecutive step whose difficulties all score at least `si.accelerate_threshold` (the next one alone
 when none does). Either moves past the newest step only once it scores at least `si.advance_threshold`
@@ -18,12 +19,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from selfimprove.tasks import Difficulty, Task
+from selfimprove.tasks.difficulty import Difficulties, size
 
 
 class Curriculum:
     def __init__(
         self,
-        pair: bool,
+        difficulties: Difficulties,
         low: int,
         base_min: int,
         base_max: int,
@@ -33,7 +35,7 @@ class Curriculum:
         lookahead: int = 1,
         advance_threshold: float = 0.0,
     ) -> None:
-        self.pair, self.low, self.base_min, self.base_max = pair, low, base_min, base_max
+        self.difficulties, self.low, self.base_min, self.base_max = difficulties, low, base_min, base_max
         self.schedule, self.steps_per_round = schedule, steps_per_round
         self.accelerate_threshold, self.lookahead = accelerate_threshold, lookahead
         self.advance_threshold = advance_threshold
@@ -41,7 +43,7 @@ class Curriculum:
     @classmethod
     def from_config(cls, cfg: Any, task: Task) -> Curriculum:
         return cls(
-            task.pair,
+            task.difficulties,
             task.min_difficulty,
             cfg.data.base_min,
             cfg.data.base_max,
@@ -55,28 +57,23 @@ class Curriculum:
     # -- the order of difficulties --------------------------------------------------------------
     @property
     def base(self) -> list[Difficulty]:
-        sides = range(self.base_min, self.base_max + 1)
-        return [(a, b) for a in sides for b in sides] if self.pair else list(sides)
+        return self.difficulties.base(self.base_min, self.base_max)
 
-    def size(self, difficulty: Difficulty) -> int:
-        return max(difficulty) if isinstance(difficulty, tuple) else difficulty
+    def steps_of_size(self, n: int) -> list[list[Difficulty]]:
+        return self.difficulties.steps(n, self.low)
 
     def step(self, index: int) -> list[Difficulty]:
         """The difficulties of step `index` (0: the first past the base set)."""
-        if not self.pair:
-            return [self.base_max + 1 + index]
         n = self.base_max + 1
-        while index > n - self.low:  # side n has n - low + 1 steps
-            index -= n - self.low + 1
+        while index >= len(self.steps_of_size(n)):
+            index -= len(self.steps_of_size(n))
             n += 1
-        k = self.low + index
-        return [(k, n)] if k == n else [(k, n), (n, k)]
+        return self.steps_of_size(n)[index]
 
     def step_index(self, difficulty: Difficulty) -> int:
-        if not isinstance(difficulty, tuple):
-            return difficulty - self.base_max - 1
-        k, n = sorted(difficulty)
-        return sum(m - self.low + 1 for m in range(self.base_max + 1, n)) + k - self.low
+        n = size(difficulty)
+        before = sum(len(self.steps_of_size(m)) for m in range(self.base_max + 1, n))
+        return before + next(i for i, step in enumerate(self.steps_of_size(n)) if difficulty in step)
 
     def steps_taken(self, targets: Iterable[Difficulty]) -> int:
         """How many steps past the base the targets so far cover (they are taken in order)."""
@@ -105,31 +102,30 @@ class Curriculum:
         taken = self.steps_taken(targets)
         if taken:
             return self.step(taken - 1)
-        return [(self.base_max, self.base_max)] if self.pair else [self.base_max]
+        return [self.difficulties.hardest(self.base_max)]
 
     def next_step(self, targets: Iterable[Difficulty]) -> list[Difficulty]:
         return self.step(self.steps_taken(targets))
 
     def largest_size(self, targets: Iterable[Difficulty]) -> int:
-        return max([self.base_max, *(self.size(t) for t in targets)])
+        return max([self.base_max, *(size(t) for t in targets)])
 
-    def points_of_size(self, size: int) -> list[Difficulty]:
-        if not self.pair:
-            return [size]
-        return [(a, size) for a in range(self.low, size + 1)] + [(size, b) for b in range(self.low, size)]
+    def of_size(self, n: int) -> list[Difficulty]:
+        return self.difficulties.of_size(n, self.low)
 
-    def points_up_to(self, size: int) -> list[Difficulty]:
-        return [d for n in range(self.low, size + 1) for d in self.points_of_size(n)]
+    def up_to(self, n: int) -> list[Difficulty]:
+        """Every difficulty of size at most `n`."""
+        return [d for m in range(self.low, n + 1) for d in self.of_size(m)]
 
-    def eval_points(self, targets: Iterable[Difficulty]) -> list[Difficulty]:
+    def eval_difficulties(self, targets: Iterable[Difficulty]) -> list[Difficulty]:
         """Every difficulty up to `eval_lookahead` sizes past the largest trained one."""
-        return self.points_up_to(self.largest_size(targets) + self.lookahead)
+        return self.up_to(self.largest_size(targets) + self.lookahead)
 
     def reach(self, accuracy: Mapping[Difficulty, float], threshold: float) -> int:
         """The largest size n such that every difficulty of size at most n scores at least `threshold`
         (0 if none); for pairs: every (a, b) with a, b <= n."""
         n = self.low - 1
-        while all(accuracy.get(d, 0.0) >= threshold for d in self.points_of_size(n + 1)):
+        while all(accuracy.get(d, 0.0) >= threshold for d in self.of_size(n + 1)):
             n += 1
         return n if n >= self.low else 0
 
@@ -140,4 +136,4 @@ class Curriculum:
             return self.base_max + (rounds + 1) * self.lookahead
         if rounds == 0:
             return self.base_max + self.lookahead
-        return self.size(self.step(rounds * self.steps_per_round - 1)[0]) + self.lookahead
+        return size(self.step(rounds * self.steps_per_round - 1)[0]) + self.lookahead

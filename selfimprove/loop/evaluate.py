@@ -11,6 +11,7 @@ from selfimprove.models.decoder import Decoder
 from selfimprove.models.generate import complete
 from selfimprove.models.tokenizer import Tokenizer
 from selfimprove.tasks import Difficulty, Example, Task
+from selfimprove.tasks.difficulty import sides
 
 # Separate random streams, so that evaluation prompts never share a generator with training data.
 EVAL_STREAM, LABEL_STREAM, TRAIN_STREAM, NOISE_STREAM = 101, 202, 303, 404
@@ -23,15 +24,14 @@ def judged(task: Task, prompts: Sequence[str], labels: Sequence[str], finished: 
 
 def eval_examples(task: Task, difficulty: Difficulty, samples: int, seed: int) -> list[Example]:
     """The held-out prompts of one difficulty: the same in every round, so rounds compare directly."""
-    sides = list(difficulty) if isinstance(difficulty, tuple) else [difficulty]
-    return task.sample(difficulty, samples, np.random.default_rng([seed, EVAL_STREAM, *sides]))
+    return task.sample(difficulty, samples, np.random.default_rng([seed, EVAL_STREAM, *sides(difficulty)]))
 
 
-def accuracy_per_point(
+def accuracy_per_difficulty(
     model: Decoder,
     tokenizer: Tokenizer,
     task: Task,
-    points: Sequence[Difficulty],
+    difficulties: Sequence[Difficulty],
     samples: int,
     seed: int,
     batch_size: int,
@@ -40,8 +40,9 @@ def accuracy_per_point(
     progress: str | None = None,
 ) -> dict[Difficulty, float]:
     """Share of held-out prompts of each difficulty answered correctly (and ended with EOS)."""
-    prompts = [e.prompt for d in points for e in eval_examples(task, d, samples, seed)]
-    budget = [task.answer_tokens(d) for d in points for _ in range(samples)]
+    prompts = [e.prompt for d in difficulties for e in eval_examples(task, d, samples, seed)]
+    budget = [task.answer_tokens(d) for d in difficulties for _ in range(samples)]
     out = complete(model, tokenizer, prompts, budget, batch_size, device, precision, progress)
     correct = judged(task, prompts, out.labels, out.finished)
-    return {d: float(row.mean()) for d, row in zip(points, correct.reshape(len(points), samples), strict=True)}
+    rows = correct.reshape(len(difficulties), samples)
+    return {d: float(row.mean()) for d, row in zip(difficulties, rows, strict=True)}

@@ -24,7 +24,7 @@ from selfimprove.loop import base_from, noise
 from selfimprove.loop.checkpoint import Checkpoint
 from selfimprove.loop.context import Context, seed_torch
 from selfimprove.loop.data import BaseSource, MixtureSampler, Source, round_mixture
-from selfimprove.loop.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_point, judged
+from selfimprove.loop.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_difficulty, judged
 from selfimprove.loop.filters import VoterLabels, filter_labels
 from selfimprove.loop.runstate import (
     accuracy_after,
@@ -89,7 +89,7 @@ def _train(
             rng=rng.bit_generator.state,
             torch_rng=torch.get_rng_state(),
             cuda_rng=torch.cuda.get_rng_state_all() if ctx.device.type == "cuda" else None,
-            model_config=OmegaConf.to_container(ctx.cfg.model),
+            model_config=OmegaConf.to_container(ctx.cfg.model, enum_to_str=True),
             base_model=model.base_identity,
             vocabulary=ctx.tokenizer.vocabulary,
         ).save(target)
@@ -211,7 +211,7 @@ def _base_attempt(ctx: Context, voter: int, attempt: int) -> dict:
     seed = _base_sampler_seed(training.seed, voter, attempt)
     trained = _train(ctx, base_attempt_stage(voter, attempt), voter, 0, training.base_steps, seed, mark=False)
     started = time.perf_counter()
-    accuracy = accuracy_per_point(
+    accuracy = accuracy_per_difficulty(
         ctx.load_model(voter),
         ctx.tokenizer,
         ctx.task,
@@ -314,7 +314,7 @@ def label(ctx: Context, round_: int) -> dict:
 
 # -- evaluation -------------------------------------------------------------------------------------
 def evaluate(ctx: Context, round_: int) -> dict:
-    """Accuracy (the task's `check`) at every curriculum evaluation point, for every voter; the reach
+    """Accuracy (the task's `check`) at every difficulty the curriculum evaluates, for every voter; the reach
     from their mean."""
     run, training = ctx.run, ctx.training
     stage = eval_stage(round_)
@@ -324,14 +324,14 @@ def evaluate(ctx: Context, round_: int) -> dict:
     ctx.metrics.forget(stage)  # a run killed after logging and before the marker logged it once already
     seed_torch(training.seed, stage)
     trained = targets_until(run, round_)
-    points = ctx.curriculum.eval_points(trained)
+    evaluated = ctx.curriculum.eval_difficulties(trained)
     per_voter = []
     for voter in range(ctx.voters):
-        accuracy = accuracy_per_point(
+        accuracy = accuracy_per_difficulty(
             ctx.load_model(voter),
             ctx.tokenizer,
             ctx.task,
-            points,
+            evaluated,
             ctx.data.eval_samples,
             training.seed,
             ctx.data.generate_batch_size,
@@ -339,15 +339,15 @@ def evaluate(ctx: Context, round_: int) -> dict:
             training.precision,
             progress=f"{stage}.voter{voter}" if ctx.cfg.progress else None,
         )
-        per_voter.append([accuracy[d] for d in points])
+        per_voter.append([accuracy[d] for d in evaluated])
     mean = np.mean(per_voter, axis=0).tolist()
     result: dict[str, Any] = {
         "round": round_,
         "trained_size": ctx.curriculum.largest_size(trained),
-        "points": points,
+        "points": evaluated,  # the difficulties evaluated (the key old runs have)
         "accuracy": mean,
         "voter_accuracy": per_voter,
-        "reach": ctx.curriculum.reach(dict(zip(points, mean, strict=True)), ctx.si.reach_threshold),
+        "reach": ctx.curriculum.reach(dict(zip(evaluated, mean, strict=True)), ctx.si.reach_threshold),
         "seconds": round(time.perf_counter() - started, 2),
     }
     ctx.metrics.log("eval", stage=stage, global_step=global_step(training, round_), **result)

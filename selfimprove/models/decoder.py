@@ -1,37 +1,72 @@
-"""The model a run trains, whichever `model.kind` names, and the one place it is built.
+"""The model a run trains, whichever `model.kind` names: the interface every kind speaks (`Decoder`), the spec each
+kind registers (`ModelSpec`), and `build`, the one place a model is made.
 
-- native: this project's decoder (model.py), trained from scratch;
-- hf: a pretrained Hugging Face causal LM with peft LoRA (hf_model.py; transformers and peft are imported
-  only for it).
-Both speak what the stages use: `forward(idx, cache=None, pos=0)` gives logits over the task tokenizer's
-ids; `new_cache(batch, length, dtype)` a KV cache whose `select(rows)` keeps the rows still generating;
-`cfg.block_size`; `state_dict` / `load_state_dict` what a checkpoint holds (all weights; LoRA weights only);
-`base_identity` what the weights were tuned from (None: trained from scratch).
+A kind is one module of this package that defines `SPEC = ModelSpec(...)`, plus a conf/model/<option>.yaml that
+sets `kind: <its name>`:
+- native.py: this project's decoder, trained from scratch;
+- hf.py: a pretrained Hugging Face causal LM with peft LoRA (transformers and peft are imported only for it).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
-from selfimprove.config import ModelConfig
-from selfimprove.models.native import Transformer
-from selfimprove.models.precision import resolve
 from selfimprove.models.tokenizer import Tokenizer
 
-if TYPE_CHECKING:
-    from selfimprove.models.hf import HFModel
 
-Decoder: TypeAlias = "Transformer | HFModel"
+class Decoder(Protocol):
+    """What the stages use of a model (an nn.Module), whatever its kind."""
+
+    cfg: Any  # the model config group it was built from (cfg.block_size: its longest sequence)
+    base_identity: dict[str, str] | None  # what the weights were tuned from (None: trained from scratch)
+
+    def __call__(self, idx: torch.Tensor, cache: Any = None, pos: int = 0) -> torch.Tensor:
+        """Logits (B, T, vocab of the task tokenizer) for task-token ids `idx` (B, T) starting at position `pos`."""
+        ...
+
+    def new_cache(self, batch: int, length: int, dtype: torch.dtype | None = None) -> Any:
+        """An empty KV cache whose `select(rows)` keeps the rows still generating."""
+        ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint holds of the model (all weights; LoRA weights only)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> Any: ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
 
 
-def build(cfg: ModelConfig, tokenizer: Tokenizer, device: torch.device, precision: str) -> Decoder:
-    """A new model on `device`, its initial (native) or LoRA (hf) weights drawn from torch's RNG. `precision`
-    is training.precision: a pretrained model's frozen weights are kept in bf16 where it resolves to bf16."""
-    if cfg.kind == "hf":
-        from selfimprove.models.hf import HFModel
+KINDS: dict[str, ModelSpec] = {}  # model.kind -> its spec; models/__init__.py imports every module, so all are here
 
-        dtype = torch.bfloat16 if resolve(precision, device) == "bf16" else torch.float32
-        return HFModel(cfg, tokenizer, dtype).to(device)
-    return Transformer(cfg, tokenizer.vocab_size).to(device)
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model kind: its name (`model.kind`), its own settings and how to build and check them."""
+
+    name: str
+    # A dataclass of its model.* settings with their defaults (the model schema holds every kind's, so a checkpoint
+    # and a run.json record the same keys whatever the kind).
+    config: type
+    # (model config group, task tokenizer, device, training.precision) -> a new model, its trainable weights drawn
+    # from torch's RNG
+    build: Callable[[Any, Tokenizer, torch.device, str], Decoder]
+    # (model config group, task tokenizer) -> None, or ConfigError in one line on a value the kind cannot run with
+    check: Callable[[Any, Tokenizer], None]
+
+    def __post_init__(self) -> None:
+        KINDS[self.name] = self
+
+
+def build(cfg: Any, tokenizer: Tokenizer, device: torch.device, precision: str) -> Decoder:
+    """A new model of kind `cfg.kind` on `device`. `precision` is training.precision: a pretrained model's frozen
+    weights are kept in bf16 where it resolves to bf16."""
+    return KINDS[cfg.kind].build(cfg, tokenizer, device, precision)

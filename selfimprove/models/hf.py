@@ -1,7 +1,7 @@
-"""A pretrained Hugging Face causal LM, LoRA-tuned with peft, behind the native decoder's interface
-(`model.kind=hf`, `model.path=<local dir or hub id>`).
+"""model.kind=hf: a pretrained Hugging Face causal LM, LoRA-tuned with peft, behind the Decoder protocol
+(`model=hf`, `model.path=<local dir or hub id>`).
 
-The stages see what they see of `model.Transformer`: `forward(idx, cache, pos)` gives logits over the task
+The stages see what they see of the native `Transformer`: `forward(idx, cache, pos)` gives logits over the task
 tokenizer's ids, `new_cache` a KV cache whose finished rows leave the batch, `state_dict` what a
 checkpoint holds. Underneath:
 - every task token is one of the pretrained tokenizer's own single-token ids (BOS and EOS are its own too):
@@ -12,7 +12,8 @@ checkpoint holds. Underneath:
 - the base weights are frozen, in bf16 where the run's precision resolves to bf16 (fp32 otherwise); peft's
   LoRA weights, in fp32, are the only trainable parameters and the only tensors a checkpoint holds, next
   to the base model's identity (its path and a fingerprint of its weights).
-Only this module imports transformers and peft: a native run needs neither.
+Only this module imports transformers and peft, and only when a model of this kind is checked or built: a native
+run needs neither.
 """
 
 from __future__ import annotations
@@ -20,23 +21,64 @@ from __future__ import annotations
 import functools
 import hashlib
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import peft
 import torch
 import torch.nn.functional as F
-import transformers
 from torch import nn
 
-from selfimprove.config import LoraConfig, ModelConfig
 from selfimprove.errors import ConfigError
+from selfimprove.models.decoder import ModelSpec
+from selfimprove.models.precision import resolve
 from selfimprove.models.tokenizer import BOS, PAD, Tokenizer
 
-# Weight loading draws a progress bar per model: a run loads one per stage and voter, and has its own bars.
-transformers.utils.logging.disable_progress_bar()
+if TYPE_CHECKING:
+    import peft
+    import transformers
+
+    from selfimprove.config import ModelConfig  # the whole model group: block_size and HFConfig's fields
+
+
+@dataclass
+class LoraConfig:
+    """peft LoRA on a pretrained model: low-rank updates of the named projections."""
+
+    r: int = 64
+    alpha: int = 128  # peft's lora_alpha: the update is scaled by alpha / r
+    dropout: float = 0.0
+    # Module names (peft matches a name or a dotted suffix): every attention and MLP projection of a Llama.
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass
+class HFConfig:
+    """The model.* settings of model.kind=hf."""
+
+    path: str | None = None  # a local model directory, or a Hugging Face hub id found in the local cache
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower steps
+
+
 # peft asks transformers a question it renamed; the answer is the same (transformers 5).
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+@functools.cache
+def libraries() -> tuple[ModuleType, ModuleType]:
+    """transformers and peft, imported on first use."""
+    try:
+        import peft
+        import transformers
+    except ImportError as e:
+        raise ConfigError(f"model.kind=hf needs transformers and peft ({e}): pip install -e '.[hf]'") from None
+    # Weight loading draws a progress bar per model: a run loads one per stage and voter, and has its own bars.
+    transformers.utils.logging.disable_progress_bar()
+    return transformers, peft
 
 
 def _first_line(error: BaseException) -> str:
@@ -49,6 +91,7 @@ def pretrained(path: str) -> tuple[transformers.PretrainedConfig, transformers.P
     cache with HF_HUB_OFFLINE=1)."""
     if path.startswith(("/", "./", "../", "~")) and not Path(path).is_dir():  # a path, not a hub id
         raise ConfigError(f"model.path={path}: no such model directory")
+    transformers = libraries()[0]
     try:
         return transformers.AutoConfig.from_pretrained(path), transformers.AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
@@ -81,7 +124,7 @@ def token_ids(tokenizer: Tokenizer, path: str) -> list[int]:
 
 
 def lora_config(cfg: LoraConfig) -> peft.LoraConfig:
-    return peft.LoraConfig(
+    return libraries()[1].LoraConfig(
         task_type="CAUSAL_LM",  # a standard causal-LM adapter: `.peft.save_pretrained(dir)` exports it as one
         r=cfg.r,
         lora_alpha=cfg.alpha,
@@ -92,9 +135,19 @@ def lora_config(cfg: LoraConfig) -> peft.LoraConfig:
 
 
 def check(cfg: ModelConfig, tokenizer: Tokenizer) -> None:
-    """Refuse, in one line, a model=hf config that cannot run: a path that holds no causal LM, a tokenizer
+    """Refuse, in one line, a model=hf config that cannot run: no path, a path that holds no causal LM, a tokenizer
     without a single-token id for a task token, a block size past the model's positions, LoRA target modules
     the model does not have. Reads the config and tokenizer; builds no weights."""
+    lora = cfg.lora
+    if not cfg.path:
+        raise ConfigError("model=hf needs model.path=<a local model directory or a Hugging Face hub id>")
+    if lora.r < 1 or lora.alpha <= 0:
+        raise ConfigError(f"model.lora.r={lora.r} and model.lora.alpha={lora.alpha} must be positive")
+    if not 0.0 <= lora.dropout < 1.0:
+        raise ConfigError(f"model.lora.dropout={lora.dropout} must lie in [0, 1)")
+    if len(lora.target_modules) == 0:
+        raise ConfigError("model.lora.target_modules is empty: LoRA would train nothing")
+    transformers, peft = libraries()
     config = pretrained(cfg.path)[0]
     token_ids(tokenizer, cfg.path)
     longest = getattr(config, "max_position_embeddings", None)
@@ -127,7 +180,7 @@ class HFCache:
     cache is preallocated), so the length and dtype it is made with are not needed."""
 
     def __init__(self, config: transformers.PretrainedConfig) -> None:
-        self.kv = transformers.DynamicCache(config=config)
+        self.kv = libraries()[0].DynamicCache(config=config)
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only `rows` of the batch (finished rows leave the batch during generation)."""
@@ -140,6 +193,7 @@ class HFModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer, dtype: torch.dtype) -> None:
         super().__init__()
+        transformers, peft = libraries()
         self.cfg = cfg
         lm = transformers.AutoModelForCausalLM.from_pretrained(cfg.path, dtype=dtype)
         self.base_identity = {"path": cfg.path, "fingerprint": fingerprint(lm)}
@@ -186,3 +240,11 @@ class HFModel(nn.Module):
         with torch.no_grad():
             for name, tensor in state.items():
                 own[name].copy_(tensor)
+
+
+def build(cfg: ModelConfig, tokenizer: Tokenizer, device: torch.device, precision: str) -> HFModel:
+    dtype = torch.bfloat16 if resolve(precision, device) == "bf16" else torch.float32
+    return HFModel(cfg, tokenizer, dtype).to(device)
+
+
+SPEC = ModelSpec("hf", HFConfig, build, check)

@@ -1,18 +1,61 @@
-"""A decoder-only transformer: pre-norm blocks, SwiGLU MLP, NoPE | RoPE | learned positions, SDPA.
+"""model.kind=native: this project's decoder-only transformer, trained from scratch: pre-norm blocks, SwiGLU MLP,
+NoPE | RoPE | learned positions, SDPA.
 
-Read top to bottom: the KV cache, attention, the MLP, a block, the model. `forward` takes an
+Read top to bottom: its settings, the KV cache, attention, the MLP, a block, the model, its spec. `forward` takes an
 optional cache and the position of the first token so that generation can feed one token at a time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfimprove.config import ModelConfig
+from selfimprove.choices import Choice
+from selfimprove.errors import ConfigError
+from selfimprove.models.decoder import ModelSpec
+from selfimprove.models.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from selfimprove.config import ModelConfig  # the whole model group: block_size and NativeConfig's fields
+
+
+class Norm(Choice):
+    layernorm = "layernorm"
+    rmsnorm = "rmsnorm"
+
+
+class Positions(Choice):
+    nope = "nope"  # none: the causal mask alone tells positions apart
+    rope = "rope"
+    learned = "learned"
+
+
+class AttentionScale(Choice):
+    none = "none"
+    # a query's attention logits times the log of the number of keys it sees (scalable softmax), so attention stays
+    # as sharp past the trained lengths as within them instead of spreading over more keys
+    log = "log"
+
+
+@dataclass
+class NativeConfig:
+    """The decoder's shape: the model.* settings of model.kind=native."""
+
+    n_layer: int = 3
+    n_head: int = 4
+    n_embd: int = 128
+    ffn_hidden: int = 352  # SwiGLU hidden width (about 8/3 of n_embd keeps the parameter count of a 4x MLP)
+    bias: bool = False
+    norm: Norm = Norm.layernorm
+    pos_encoding: Positions = Positions.nope
+    rope_theta: float = 10000.0
+    attention_scale: AttentionScale = AttentionScale.log
+    dropout: float = 0.0
+
 
 Rope = tuple[torch.Tensor, torch.Tensor]  # cos, sin tables (block_size, head_dim / 2)
 LayerCache = tuple[torch.Tensor, torch.Tensor]  # keys, values of one layer
@@ -126,7 +169,7 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    base_identity = None  # trained from scratch: tuned from no pretrained model (see decoder.py)
+    base_identity = None  # trained from scratch: tuned from no pretrained model (the Decoder protocol)
 
     def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
         super().__init__()
@@ -183,3 +226,24 @@ class Transformer(nn.Module):
             layer_cache = (cache.keys[i], cache.values[i]) if cache is not None else None
             x = block(x, rope, layer_cache, pos)
         return self.head(self.norm(x))
+
+
+def check(cfg: ModelConfig, tokenizer: Tokenizer) -> None:
+    """Refuse, in one line, a shape the decoder cannot have."""
+    for key in ("n_layer", "n_head", "n_embd", "ffn_hidden"):
+        if cfg[key] < 1:
+            raise ConfigError(f"model.{key}={cfg[key]} must be at least 1")
+    if cfg.n_embd % cfg.n_head:
+        raise ConfigError(f"model.n_embd={cfg.n_embd} is not divisible by model.n_head={cfg.n_head}")
+    if cfg.pos_encoding == "rope" and (cfg.n_embd // cfg.n_head) % 2:
+        raise ConfigError("model.pos_encoding=rope needs an even head width")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
+
+
+def build(cfg: ModelConfig, tokenizer: Tokenizer, device: torch.device, precision: str) -> Transformer:
+    """Initial weights from torch's RNG, in fp32 whatever the precision (autocast runs the matmuls in bf16)."""
+    return Transformer(cfg, tokenizer.vocab_size).to(device)
+
+
+SPEC = ModelSpec("native", NativeConfig, build, check)

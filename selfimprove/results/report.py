@@ -9,7 +9,7 @@ from selfimprove.loop.context import Context
 from selfimprove.loop.runstate import accuracy_after, base_stage, eval_stage, label_stage, train_stage
 from selfimprove.results.metrics import table
 from selfimprove.results.plotting import integer_axis
-from selfimprove.tasks import as_difficulty, difficulty_name
+from selfimprove.tasks.difficulty import as_difficulty, difficulty_name, from_name, sides
 
 
 def summarize(ctx: Context, stopped: str | None = None) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def summarize(ctx: Context, stopped: str | None = None) -> dict[str, Any]:
         r += 1
     return {
         "task": ctx.cfg.data.task,
-        "pair": ctx.task.pair,
+        "pair": ctx.task.difficulties.pair,
         "base": [ctx.cfg.data.base_min, ctx.cfg.data.base_max],
         "reach_threshold": ctx.cfg.si.reach_threshold,
         "voters": ctx.voters,
@@ -100,8 +100,9 @@ def round_table(summary: dict[str, Any]) -> str:
 
 
 def _span(targets: list[Any]) -> str:
-    names = [difficulty_name(as_difficulty(t)) for t in targets]
-    if len(names) > 1 and all(isinstance(t, int) for t in targets):
+    difficulties = [as_difficulty(t) for t in targets]
+    names = [difficulty_name(d) for d in difficulties]
+    if len(names) > 1 and all(len(sides(d)) == 1 for d in difficulties):
         return f"{names[0]}-{names[-1]}"
     return " ".join(names)
 
@@ -180,10 +181,10 @@ def _pair_grid(plt: Any, summary: dict[str, Any]) -> Any:
     import numpy as np
 
     latest = summary["rounds"][-1]
-    points = {tuple(map(int, name.split("x"))): a for name, a in latest["accuracy"].items()}
-    side = max(max(p) for p in points)
+    pairs = {from_name(name): a for name, a in latest["accuracy"].items()}
+    side = max(max(p) for p in pairs)
     grid = np.full((side, side), np.nan)
-    for (a, b), value in points.items():
+    for (a, b), value in pairs.items():
         grid[a - 1, b - 1] = value
     fig, ax = plt.subplots(figsize=(2.0 + 0.45 * side, 1.6 + 0.4 * side))
     extent = (0.5, side + 0.5, 0.5, side + 0.5)

@@ -6,7 +6,8 @@ import importlib
 import pkgutil
 from typing import Any
 
-from selfimprove.tasks.base import REGISTRY, Difficulty, Example, Task, as_difficulty, difficulty_name
+from selfimprove.tasks.base import REGISTRY, Example, Task
+from selfimprove.tasks.difficulty import Difficulty, as_difficulty, difficulty_name
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from dataclasses import fields
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-# A difficulty is an int (copy: digits; maze: hops) or a tuple (multiplication: (digits of a, digits of b)).
-Difficulty = int | tuple[int, ...]
+from selfimprove.tasks.difficulty import NUMBERS, Difficulties, Difficulty
+
 DIGITS = "0123456789"
 # One vocabulary for every task written in digits, "+" and "=": a checkpoint of one (copy) can go on
 # training on another (reverse, addition) with no change of embedding.
@@ -24,16 +25,6 @@ REGISTRY: dict[str, type[Task]] = {}
 class Example(NamedTuple):
     prompt: str  # ends with "=": the model writes the answer after it
     answer: str
-
-
-def as_difficulty(value: Any) -> Difficulty:
-    """A difficulty read back from JSON (where tuples became lists)."""
-    return tuple(value) if isinstance(value, list) else int(value)
-
-
-def difficulty_name(difficulty: Difficulty) -> str:
-    """How a difficulty is written in summaries and tables: `12`, or `3x4` for a pair."""
-    return "x".join(map(str, difficulty)) if isinstance(difficulty, tuple) else str(difficulty)
 
 
 def random_digits(length: int, count: int, rng: np.random.Generator) -> list[str]:
@@ -58,8 +49,10 @@ class Task(ABC):
     # The prompts this task writes, as a pattern and in words; `prompt_error` adds what a pattern cannot say.
     prompt_pattern: ClassVar[re.Pattern[str]]
     prompt_rule: ClassVar[str]
-    parameters: ClassVar[tuple[str, ...]] = ()  # the data config keys the task may read (beyond the base set)
-    pair: ClassVar[bool] = False  # difficulty is an (a, b) pair rather than an int
+    # The task's own settings, a dataclass with their defaults: each field is a `data.<field>` key (the data schema
+    # holds every task's, so that a run.json records the same keys whatever the task). None: it has none.
+    Parameters: ClassVar[type | None] = None
+    difficulties: ClassVar[Difficulties] = NUMBERS  # an int per difficulty, or PAIRS
     min_difficulty: int = 1  # the smallest difficulty (per side, for pairs)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -67,14 +60,25 @@ class Task(ABC):
         if "name" in cls.__dict__:
             REGISTRY[cls.name] = cls
 
+    def __init__(self, params: Any = None) -> None:
+        """`params`: the task's settings, an instance of `Parameters` (None: its defaults)."""
+        self.params = self.Parameters() if params is None and self.Parameters is not None else params
+
+    @classmethod
+    def parameters(cls) -> tuple[str, ...]:
+        """The data config keys the task may read (beyond the base set): the fields of its `Parameters`."""
+        return tuple(f.name for f in fields(cls.Parameters)) if cls.Parameters is not None else ()
+
     @classmethod
     def from_config(cls, data: Any) -> Task:
         """The task with its parameters from `data`, the data config group (None: the defaults)."""
-        return cls()
+        if data is None or cls.Parameters is None:
+            return cls()
+        return cls(cls.Parameters(**{name: getattr(data, name) for name in cls.parameters()}))
 
     def settings(self) -> tuple[str, ...]:
         """The `parameters` this task, with its values of them, reads: a value given for another does nothing."""
-        return self.parameters
+        return self.parameters()
 
     # -- vocabulary -----------------------------------------------------------------------------
     @property

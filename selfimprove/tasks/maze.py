@@ -17,18 +17,35 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
+from selfimprove.choices import Choice
 from selfimprove.tasks.base import Difficulty, Example, Task
 
 MAX_LABEL = 99
 SEPARATORS = ">#:,-="
 _NODE = "[1-9][0-9]?"  # a label: 1-99
 _ENTRY = f"{_NODE}:{_NODE}(?:,{_NODE})*"
+
+
+class MazeDifficulty(Choice):
+    hops = "hops"  # hops from S to E, in trees of data.nodes nodes
+    nodes = "nodes"  # the node count, with data.hops hops from S to E (the paper's second variant)
+    path = "path"  # hops, in trees of the S-E path and data.side_nodes nodes off it: prompts grow with the hops
+
+
+@dataclass
+class MazeParameters:
+    maze_difficulty: MazeDifficulty = MazeDifficulty.hops
+    nodes: int = 20  # nodes per maze when the difficulty is hops
+    hops: int = 5  # hops from S to E when the difficulty is nodes
+    side_nodes: int = 3  # nodes off the S-E path when the difficulty is path
+
+
 # The one parameter beside maze_difficulty that each kind of difficulty reads: the shape it holds fixed.
-FIXED = {"hops": "nodes", "nodes": "hops", "path": "side_nodes"}
+FIXED = {MazeDifficulty.hops: "nodes", MazeDifficulty.nodes: "hops", MazeDifficulty.path: "side_nodes"}
 
 
 def random_tree(nodes: int, hops: int, rng: np.random.Generator) -> list[list[int]]:
@@ -79,21 +96,19 @@ def distances(graph: dict[str, set[str]], start: str) -> dict[str, int]:
 
 class MazeTask(Task):
     name = "maze"
-    parameters = ("maze_difficulty", "nodes", "hops", "side_nodes")
+    Parameters = MazeParameters
     prompt_pattern = re.compile(f"{_NODE}>{_NODE}#{_ENTRY}(?:-{_ENTRY})*=")
     prompt_rule = (
         "S>E#, then every node of a tree as node:neighbours (numbers 1-99, ',' between neighbours, '-' between "
         "nodes), then '=', e.g. 3>7#3:5-5:3,7-7:5="
     )
 
-    def __init__(self, variant: str = "hops", nodes: int = 20, hops: int = 5, side_nodes: int = 3) -> None:
-        self.variant, self.nodes, self.hops, self.side_nodes = variant, nodes, hops, side_nodes
-        if variant == "nodes":
-            self.min_difficulty = hops + 1
-
-    @classmethod
-    def from_config(cls, data: Any) -> MazeTask:
-        return cls(data.maze_difficulty, data.nodes, data.hops, data.side_nodes) if data is not None else cls()
+    def __init__(self, params: MazeParameters | None = None) -> None:
+        super().__init__(params)
+        p = self.params
+        self.variant, self.nodes, self.hops, self.side_nodes = p.maze_difficulty, p.nodes, p.hops, p.side_nodes
+        if self.variant == "nodes":
+            self.min_difficulty = self.hops + 1
 
     def settings(self) -> tuple[str, ...]:
         return ("maze_difficulty", FIXED[self.variant])

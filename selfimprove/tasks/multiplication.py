@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from selfimprove.tasks.base import DIGITS, Difficulty, Example, Task, random_numbers
+from selfimprove.tasks.difficulty import PAIRS
 
 
 def reversed_padded(value: int, width: int) -> str:
@@ -36,7 +37,7 @@ def chain_of_thought(a_rev: str, b_rev: str) -> str:
 
 class MultiplicationTask(Task):
     name = "multiplication"
-    pair = True
+    difficulties = PAIRS
     # Reversed, so a number's leading digit is last: no 0 there (but the number 0 itself).
     prompt_pattern = re.compile(r"(0|[0-9]*[1-9])\*(0|[0-9]*[1-9])=")
     prompt_rule = "two numbers, least significant digit first, joined by '*', then '=', e.g. 321*54="

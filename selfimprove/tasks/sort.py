@@ -1,6 +1,6 @@
 """Sort: `a=` -> the digits of `a` in ascending order. Difficulty: the number of digits.
 
-The README's "Extending" example: this file, conf/data/sort.yaml and tests/test_sort.py are
+The README's "Extending" example: this file, conf/data/sort.yaml and its rows in tests/test_tasks.py are
 all it takes.
 """
 
