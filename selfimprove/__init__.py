@@ -9,7 +9,7 @@ from typing import Any
 
 
 def __getattr__(name: str) -> Any:
-    if name == "load":  # imported on first use: `python -m selfimprove.compare` needs no torch
+    if name == "load":  # imported on first use: `import selfimprove` stays light
         from selfimprove.results.load import load
 
         return load

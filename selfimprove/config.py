@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
+import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,18 @@ from selfimprove.models.tokenizer import Tokenizer
 from selfimprove.tasks import TASKS, get_task
 
 CONF = Path(__file__).resolve().parents[1] / "conf"  # the Hydra config groups, one folder each
+
+# What a key is to a run's results: one word per key, as field metadata (`role`); a key without one determines them.
+HOW = "how"  # how a run runs, not what it computes (device, threads, logging, how many rounds): may change on resume
+MEASURE = "measure"  # what is measured of the models, not what they are (evaluation sizes and samples)
+BASE = "base"  # read by base training only: a run that adopts its base models (base_from) has its source's
+SEED = "seed"  # a repetition of one experiment: compare pools runs over it
+FILES = "files"  # which files a run keeps: nothing it computes, but a resume may not change it
+
+
+def role(word: str, default: Any) -> Any:
+    """A schema field with its role (HOW, MEASURE, BASE, SEED or FILES)."""
+    return field(default=default, metadata={"role": word})
 
 
 def with_parts(group: str, given: Iterable[type | None]) -> tuple[type, ...]:
@@ -76,9 +90,9 @@ class DataCore:
     base_min: int = 1  # base difficulties: base_min..base_max (per side for pair difficulties)
     base_max: int = 10
     loss_on_prompt: bool = False  # the seed trained on the whole sequence; default is answer tokens only
-    eval_samples: int = 1000  # fresh held-out prompts per difficulty
-    eval_lookahead: int = 3  # evaluate this many sizes past the largest trained one
-    generate_batch_size: int = 1024  # prompts per greedy-decoding batch (labelling and evaluation)
+    eval_samples: int = role(MEASURE, 1000)  # fresh held-out prompts per difficulty
+    eval_lookahead: int = role(MEASURE, 3)  # evaluate this many sizes past the largest trained one
+    generate_batch_size: int = role(HOW, 1024)  # prompts per greedy-decoding batch (labelling and evaluation)
 
 
 @dataclass
@@ -109,16 +123,16 @@ class Precision(Choice):
 
 @dataclass
 class TrainingConfig:
-    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
-    seed: int = 0
+    device: str = role(HOW, "auto")  # auto (CUDA when present) | cpu | cuda | cuda:N
+    seed: int = role(SEED, 0)
     batch_size: int = 128
     # a batch's rows sorted by length and cut into this many micro-batches: less padding (on a 2-core CPU, 4 leave
     # ~9% padding instead of 22-36%, and steps run ~23% faster)
     length_buckets: int = 4
-    base_steps: int = 1800  # enough for the tiny model to copy 1-10 digits
+    base_steps: int = role(BASE, 1800)  # enough for the tiny model to copy 1-10 digits
     # seeds a voter's base stage may try: a base scoring below si.collapse_threshold at some base difficulty (it
     # did not learn its base set) is trained again from a new seed; 1: one seed, as before
-    base_attempts: int = 1
+    base_attempts: int = role(BASE, 1)
     round_steps: int = 300  # the default experiment's calibration is in docs/trials.md
     schedule: LRSchedule = LRSchedule.wsd
     warmup_steps: int = 100
@@ -131,9 +145,9 @@ class TrainingConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     precision: Precision = Precision.auto  # also decoding's
     compile: bool = False  # on a 2-core CPU its compile time outweighs its gain
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
-    log_every: int = 100
-    checkpoint_every: int = 500
+    threads: int = role(HOW, 0)  # torch CPU threads; 0 keeps torch's default
+    log_every: int = role(HOW, 100)
+    checkpoint_every: int = role(HOW, 500)
 
 
 @dataclass
@@ -175,7 +189,7 @@ class Pace(Choice):
 @dataclass
 class SIConfig:
     schedule: Pace = Pace.linear
-    rounds: int = 13
+    rounds: int = role(HOW, 13)  # a run resumed with more goes on, with fewer stops earlier
     length_step: int = 1  # linear: curriculum steps per round (a length; for pairs, one (k, n) & (n, k) pair)
     accelerate_threshold: float = 0.99  # accelerated: extend over steps whose difficulties are at least this accurate
     # move past the newest step only once all its difficulties score at least this; below, the next round labels
@@ -189,8 +203,8 @@ class SIConfig:
     collapse_threshold: float = 0.5  # stop when accuracy at the newest step (or any base difficulty) falls below this
     # say the run is drifting when label accuracy fell this many rounds in a row while the newest step stayed under
     # reach_threshold: its errors feed on themselves, usually rounds before a collapse (0: never; it never stops a run)
-    drift_rounds: int = 3
-    keep_round_checkpoints: bool = False
+    drift_rounds: int = role(HOW, 3)
+    keep_round_checkpoints: bool = role(FILES, False)
 
 
 class LoggerName(Choice):
@@ -219,11 +233,11 @@ class Config:
     data: DataConfig = MISSING
     training: TrainingConfig = MISSING
     si: SIConfig = MISSING
-    logger: LoggerConfig = MISSING
-    resume: str | None = None  # a run directory to continue
+    logger: LoggerConfig = field(default=MISSING, metadata={"role": HOW})
+    resume: str | None = role(HOW, None)  # a run directory to continue
     base_from: str | None = None  # a run directory whose base models this run starts from (no base training)
     base_from_voters: list[int] | None = None  # which of base_from's voters this run's voters adopt (None: 0, 1, ...)
-    progress: bool = True  # tqdm bars
+    progress: bool = role(HOW, True)  # tqdm bars
 
 
 def typed(container: dict[str, Any]) -> Any:
@@ -233,8 +247,34 @@ def typed(container: dict[str, Any]) -> Any:
     return OmegaConf.merge(OmegaConf.structured(Config), before, container)
 
 
-# Settings only base training reads: a run that adopts its bases (base_from) trains none.
-BASE_TRAINING = ("training.base_steps", "training.base_attempts")
+@functools.cache
+def roles(schema: type = Config, prefix: str = "") -> dict[str, str]:
+    """Every dotted key (or group) of the schema that has a role, with it; the one list of what determines
+    a run's results, read by resume, base_from and compare."""
+    found: dict[str, str] = {}
+    for f in dataclasses.fields(schema):
+        kind = typing.get_type_hints(schema)[f.name]
+        if "role" in f.metadata:
+            found[prefix + f.name] = f.metadata["role"]
+        elif dataclasses.is_dataclass(kind):
+            found.update(roles(kind, f"{prefix}{f.name}."))
+    return found
+
+
+def role_of(key: str) -> str | None:
+    """The role of a dotted key: its own, or that of the group it lies under (logger.*: how); None: it
+    determines results."""
+    known = roles()
+    return next((known[k] for k in (key, *_parents(key)) if k in known), None)
+
+
+def _parents(key: str) -> list[str]:
+    parts = key.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+
+
+def keys_with(word: str) -> list[str]:
+    return [key for key, r in roles().items() if r == word]
 
 
 def check_overrides(cfg: Any, overrides: list[str]) -> None:
@@ -246,7 +286,7 @@ def check_overrides(cfg: Any, overrides: list[str]) -> None:
     - a model setting (model.*) of another model kind.
     run.json would record each as a result-determining setting that nothing read."""
     given = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(overrides)}
-    for key in BASE_TRAINING:
+    for key in keys_with(BASE):
         if cfg.base_from and key in given:
             raise ConfigError(
                 f"{key}={given[key]} has no effect with base_from={cfg.base_from}: its base models are adopted as "

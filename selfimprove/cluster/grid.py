@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from selfimprove.cluster.sweepdir import SweepDir
-from selfimprove.config import CONF, check_keys, check_overrides, register_configs, validate
+from selfimprove.config import CONF, HOW, check_keys, check_overrides, keys_with, register_configs, validate
 from selfimprove.errors import BaseFromError, ConfigError, CorruptFileError, LaunchError, ResumeError, one_line
 from selfimprove.loop import pipeline
 
@@ -150,7 +150,7 @@ def point_overrides(config_overrides: list[str], sweep: SweepDir | None) -> tupl
         if not resume_free(config_overrides):
             raise LaunchError(
                 f"{sweep.root} is the sweep `{' '.join(sweep.data['overrides'])}`: re-run it with the same overrides,"
-                f" none, or only ones that do not change results ({', '.join(pipeline.RESUME_FREE)})"
+                f" none, or only ones that do not change results ({', '.join(keys_with(HOW))})"
             )
         extras = _dedupe([*extras, *config_overrides])
     return grid, extras

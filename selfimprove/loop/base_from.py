@@ -15,14 +15,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from selfimprove.config import saved_value
+from selfimprove.config import role_of, saved_value
 from selfimprove.errors import BaseFromError, CorruptFileError
 from selfimprove.loop.checkpoint import Checkpoint
 from selfimprove.store import RunDir
 
-# Config keys that define what the base models are: their shape, and the task and difficulties they learned.
-BASE_PREFIXES = ("model.", "data.")
-NOT_BASE = {"data.eval_samples", "data.eval_lookahead", "data.generate_batch_size"}
+
+def defines_base(key: str) -> bool:
+    """What the base models are: their shape, and the task and difficulties they learned (not how they are
+    evaluated, nor how the run runs)."""
+    return key.startswith(("model.", "data.")) and role_of(key) is None
 
 
 def base_checkpoint(source: RunDir, voter: int, stage: str) -> Path | None:
@@ -54,7 +56,7 @@ def check(base_from: str, config: Mapping[str, Any], vocabulary: list[str], sour
     differ = [  # a key the source's run.json lacks (the config gained it later): as on resume (saved_value)
         f"{key}: {saved_value(theirs, key, None)!r} there, {value!r} here"
         for key, value in config.items()
-        if key.startswith(BASE_PREFIXES) and key not in NOT_BASE and saved_value(theirs, key, value) != value
+        if defines_base(key) and saved_value(theirs, key, value) != value
     ]
     if differ:
         raise BaseFromError(f"base_from={base_from} trained another base: " + "; ".join(differ))

@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from selfimprove.config import BASE_TRAINING, saved_value
+from selfimprove.config import BASE, HOW, keys_with, role_of, saved_value
 from selfimprove.errors import CorruptFileError, ResumeError
 from selfimprove.loop import base_from, graph, runlock
 from selfimprove.loop.context import Context, task_of
@@ -21,20 +21,6 @@ from selfimprove.loop.stages import base_sources
 from selfimprove.loop.train import resolve_device
 from selfimprove.results import wandb_sink
 from selfimprove.store import RunDir, read_json
-
-# Keys that may change when a run resumes: they change how it runs, not what it computes.
-RESUME_FREE = (
-    "resume",
-    "progress",
-    "logger",
-    "si.rounds",
-    "si.drift_rounds",
-    "training.device",
-    "training.threads",
-    "training.log_every",
-    "training.checkpoint_every",
-    "data.generate_batch_size",
-)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -47,8 +33,8 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def resume_free(key: str) -> bool:
-    """Whether a (dotted) config key may change on resume: it is, or lies under, one of RESUME_FREE."""
-    return any(key == free or key.startswith(free + ".") for free in RESUME_FREE)
+    """Whether a (dotted) config key may change on resume: it changes how the run runs, not what it computes."""
+    return role_of(key) == HOW
 
 
 def result_config(cfg: DictConfig) -> dict[str, Any]:
@@ -60,7 +46,7 @@ def result_config(cfg: DictConfig) -> dict[str, Any]:
     if cfg.base_from and source.is_run():
         with contextlib.suppress(CorruptFileError, KeyError):
             theirs = source.record()["config"]
-            flat.update({key: saved_value(theirs, key, flat[key]) for key in BASE_TRAINING})
+            flat.update({key: saved_value(theirs, key, flat[key]) for key in keys_with(BASE)})
     return flat
 
 
@@ -82,7 +68,7 @@ def check_resumable(saved: dict[str, Any], cfg: DictConfig) -> None:
         raise ResumeError(f"resuming would change the vocabulary, refused: {saved['vocabulary']} -> {vocabulary}")
     # With base_from, the base-training settings are the source's, recorded when the run began (the source may be
     # gone since): they do not change what this run computes.
-    adopted = BASE_TRAINING if cfg.base_from else ()
+    adopted = keys_with(BASE) if cfg.base_from else []
     mine = result_config(cfg)  # once: under base_from it reads the source's run.json
     changed = [
         f"{key}: {saved_value(saved['config'], key, None)!r} -> {value!r}"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from selfimprove.config import FILES, SEED, keys_with
 from selfimprove.errors import ArgumentParser, CompareError, CorruptFileError
 from selfimprove.loop.runlock import held
 from selfimprove.results.metrics import table
@@ -30,7 +31,6 @@ from selfimprove.results.plotting import integer_axis
 from selfimprove.store import read_json
 
 # Keys that vary between seeds of one experiment or do not change its numbers.
-NOT_GROUPED = ("training.seed", "si.keep_round_checkpoints")
 # Folders of a run or a sweep that never hold runs: not searched.
 NOT_SEARCHED = {"checkpoints", "data", "plots", "done", "wandb"}
 
@@ -129,10 +129,11 @@ def check_keys(runs: list[Run], option: str, keys: Sequence[str]) -> None:
 
 
 def group_runs(runs: list[Run], by: Sequence[str] = (), leave_out: Sequence[str] = ()) -> list[Group]:
-    """By the `by` config keys, or else by the whole config minus NOT_GROUPED and `leave_out`; a group's
-    label names only the keys whose values differ between groups."""
+    """By the `by` config keys, or else by the whole config but the seed, the files a run keeps and `leave_out`; a
+    group's label names only the keys whose values differ between groups."""
     check_keys(runs, "--by", by)
-    keys = list(by) or sorted({k for r in runs for k in r.config} - set(NOT_GROUPED) - set(leave_out))
+    pooled = set(keys_with(SEED) + keys_with(FILES) + list(leave_out))
+    keys = list(by) or sorted({k for r in runs for k in r.config} - pooled)
     groups: dict[tuple[Any, ...], list[Run]] = {}
     for run in runs:
         groups.setdefault(tuple(repr(run.config.get(k)) for k in keys), []).append(run)
