@@ -15,11 +15,16 @@ from selfimprove.results.compare import figure, group_runs, load_run, main
 CONFIG = {"data.task": "reverse", "si.noise.rate": 0.0, "training.seed": 0, "si.keep_round_checkpoints": False}
 
 
-def write_run(path: Path, reaches: list[int], labels: list[float], planned: int, stopped=None, **config) -> Path:
-    """A run directory as the pipeline leaves it: run.json, summary.json, .hydra/config.yaml."""
+def write_run(
+    path: Path, reaches: list[int], labels: list[float], planned: int, stopped=None, first=None, legacy=False, **config
+) -> Path:
+    """A run directory as the pipeline leaves it: run.json (with `planned` rounds, as last started), summary.json,
+    .hydra/config.yaml (the first start's si.rounds: `first`, else `planned`). `legacy`: a run.json from before it
+    recorded the rounds."""
     (path / ".hydra").mkdir(parents=True)
-    (path / ".hydra" / "config.yaml").write_text(f"si:\n  rounds: {planned}\n")
-    (path / "run.json").write_text(json.dumps({"overrides": [], "config": {**CONFIG, **config}}))
+    (path / ".hydra" / "config.yaml").write_text(f"si:\n  rounds: {first or planned}\n")
+    record = {"overrides": [], "config": {**CONFIG, **config}, **({} if legacy else {"rounds": planned})}
+    (path / "run.json").write_text(json.dumps(record))
     rounds = [
         {"round": r, "reach": reach, "label_accuracy": labels[r - 1] if r else None} for r, reach in enumerate(reaches)
     ]
@@ -75,6 +80,14 @@ def test_by_keys_and_states(tmp_path, compare):
     # run c has no round 1: round 1's figure is run b's alone, and says so (1 of 2 runs); the final reach is b's 9
     # and c's 10; b's round did not add a size (c has had none to); the label accuracy is b's only one.
     assert table["data.task=copy"] == ["10 9(1)", "9.5 [9-10]", "0/1", "0.500", "15s", "2", "running 1, stopped 1"]
+
+
+def test_a_run_resumed_for_more_rounds_is_unfinished_until_it_runs_them(tmp_path, compare):
+    write_run(tmp_path / "extended", [10, 11], [1.0], planned=3, first=1)  # started for 1 round, resumed for 3
+    write_run(tmp_path / "older", [10, 11], [1.0], planned=1, legacy=True)  # its run.json has no rounds: .hydra/'s
+    status, out, err = compare(str(tmp_path))
+    assert status == 0, err
+    assert rows(out)["all runs"][-1] == "done 1, unfinished 1"
 
 
 def test_reads_and_never_writes(tmp_path, compare):

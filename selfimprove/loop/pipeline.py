@@ -93,15 +93,18 @@ def open_run(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str] = ()
     resolve_device(cfg.training.device)  # here, where it runs, and before run.json: an absent GPU is one line
     wandb_sink.check(cfg.logger)  # logger.mode=online without credentials or network: one line, before any work
     check_base_from(cfg, run_dir)
-    if RunDir(run_dir).is_run():
-        check_resumable(saved_run(run_dir), cfg)
+    run = RunDir(run_dir)
+    if run.is_run():
+        record = saved_run(run_dir)
+        check_resumable(record, cfg)
     else:
         record = {
             "overrides": list(overrides),
             "config": result_config(cfg),
             "vocabulary": task_of(cfg).vocabulary,  # the tokenizer's tokens after <pad> <bos> <eos>
         }
-        RunDir(run_dir).write_record(record)
+    if record.get("rounds") != cfg.si.rounds:  # how far the run goes now (a resume may extend or shorten it)
+        run.write_record({**record, "rounds": cfg.si.rounds})
     return Context.create(cfg, run_dir, part)
 
 

@@ -28,7 +28,7 @@ from selfimprove.errors import ArgumentParser, CompareError, CorruptFileError
 from selfimprove.loop.runlock import held
 from selfimprove.results.metrics import table
 from selfimprove.results.plotting import integer_axis
-from selfimprove.store import read_json
+from selfimprove.store import RunDir, read_json
 
 # Keys that vary between seeds of one experiment or do not change its numbers.
 # Folders of a run or a sweep that never hold runs: not searched.
@@ -40,7 +40,7 @@ class Run:
     path: Path
     config: dict[str, Any]
     summary: dict[str, Any] | None  # None until round 0 is evaluated
-    planned_rounds: int | None  # si.rounds, when the run's .hydra/config.yaml records it
+    planned_rounds: int | None  # si.rounds as the run last started (run.json; .hydra/ for older runs)
 
     @property
     def reaches(self) -> list[int]:
@@ -89,7 +89,7 @@ def find_runs(dirs: Sequence[str | Path]) -> list[Path]:
 
 
 def _search(d: Path) -> Iterator[Path]:
-    if (d / "run.json").is_file():
+    if RunDir(d).is_run():
         yield d
         return
     for child in d.iterdir():
@@ -103,15 +103,18 @@ def _natural(path: Path) -> list[Any]:
 
 
 def load_run(path: Path) -> Run:
+    run = RunDir(path)
     try:
-        config = read_json(path / "run.json")["config"]
-        summary = read_json(path / "summary.json") if (path / "summary.json").exists() else None
+        record = run.record()
+        summary = read_json(run.summary) if run.summary.exists() else None
+        planned = record["rounds"] if "rounds" in record else _planned_rounds(path)
+        return Run(path, record["config"], summary, planned)
     except (CorruptFileError, KeyError) as e:
         raise CompareError(f"{path}: not a readable run ({e})") from e
-    return Run(path, config, summary, _planned_rounds(path))
 
 
 def _planned_rounds(path: Path) -> int | None:
+    """si.rounds of a run written before run.json recorded it: its first start's, in .hydra/config.yaml."""
     hydra_config = path / ".hydra" / "config.yaml"
     if not hydra_config.exists():
         return None
