@@ -83,7 +83,7 @@ def note_gpu_preset(cfg: DictConfig, overrides: list[str]) -> None:
 def check_new_run_dir(run_dir: Path) -> None:
     """A new run's directory is new, or empty, as sweep.py's --dir is: a run there continues only with resume=,
     and the user's own files are not written beside. Refused before anything is written there."""
-    if (run_dir / "run.json").exists():
+    if RunDir(run_dir).is_run():
         refuse(f"hydra.run.dir={run_dir} is a run already: continue it with resume={run_dir}")
     if {p.name for p in run_dir.iterdir()} - {LOCK_FILE}:  # a lock alone: a start refused or killed at once
         refuse(f"hydra.run.dir={run_dir} is not a run directory (no run.json) and not empty: refusing to write there")
@@ -107,7 +107,7 @@ def check_output_dir(overrides: list[str]) -> None:
 def remove_if_unstarted(run_dir: Path) -> None:
     """A start refused before run.json was written leaves no directory behind (Hydra creates it, empty, before
     it calls main, and has no setting to defer that); anything else in it, and every started run, stays as it is."""
-    if not (run_dir / "run.json").exists():
+    if not RunDir(run_dir).is_run():
         (run_dir / LOCK_FILE).unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # not empty: not ours to remove
             run_dir.rmdir()

@@ -22,6 +22,7 @@ from selfimprove.cluster.sweepdir import SweepDir
 from selfimprove.config import CONF, HOW, check_keys, check_overrides, keys_with, register_configs, validate
 from selfimprove.errors import BaseFromError, ConfigError, CorruptFileError, LaunchError, ResumeError, one_line
 from selfimprove.loop import pipeline
+from selfimprove.store import RunDir
 
 # Launcher keys that sweep.py sets itself (per step) or that only make sense in a Hydra multirun.
 OWN_LAUNCHER_KEYS = ("_target_", "submitit_folder", "name")
@@ -166,7 +167,7 @@ def make_point(num: int, overrides: list[str], extras: list[str], sweep: SweepDi
         pipeline.check_base_from(point.cfg, run_dir)
     except BaseFromError as e:
         raise LaunchError(f"point {num}: {e}") from None
-    if (run_dir / "run.json").exists():  # a point that ran before: refuse what would change its results
+    if RunDir(run_dir).is_run():  # a point that ran before: refuse what would change its results
         try:
             pipeline.check_resumable(pipeline.saved_run(run_dir), point.cfg)
         except (ResumeError, CorruptFileError) as e:
