@@ -272,7 +272,17 @@ def label(ctx: Context, round_: int) -> dict:
         bar = f"{stage}.voter{voter}" if ctx.cfg.progress else None
         model = ctx.load_model(voter)
         batch_size = ctx.data.generate_batch_size
-        out = complete(model, ctx.tokenizer, prompts, budget, batch_size, ctx.device, training.precision, bar)
+        out = complete(
+            model,
+            ctx.tokenizer,
+            prompts,
+            budget,
+            batch_size,
+            ctx.device,
+            training.precision,
+            bar,
+            positions=task.positions,
+        )
         voters.append(VoterLabels(out.labels, out.finished, out.min_prob))
     verdicts = filter_labels(voters, difficulties, task, si.filters)
     kept = [i for i, v in enumerate(verdicts) if v.label is not None]
