@@ -38,6 +38,7 @@ from selfimprove.loop.runstate import (
 )
 from selfimprove.loop.train import StepLog, make_optimizer, peak_lr, train_steps, warmup_steps
 from selfimprove.models import precision
+from selfimprove.models.decoder import position_table
 from selfimprove.models.generate import complete
 from selfimprove.tasks import difficulty_name
 
@@ -110,8 +111,16 @@ def _train(
             tokens_per_s=round(entry.tokens_per_s),
         )
 
+    table = position_table(ctx.cfg.model)
     sampler = MixtureSampler(
-        ctx.tokenizer, _sources(ctx, round_), training.batch_size, rng, ctx.data.loss_on_prompt, training.length_buckets
+        ctx.tokenizer,
+        _sources(ctx, round_),
+        training.batch_size,
+        rng,
+        ctx.data.loss_on_prompt,
+        training.length_buckets,
+        positions=None if table is None else ctx.task.positions,
+        max_offset=0 if table is None else table.max_offset,
     )
     try:
         train_steps(
