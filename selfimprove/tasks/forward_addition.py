@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from selfimprove.tasks.base import Difficulty, Example, Task, coupled_ids, random_numbers
+from selfimprove.tasks.base import Difficulty, Example, Task, random_numbers
 
 
 class ForwardAdditionTask(Task):
@@ -42,15 +42,3 @@ class ForwardAdditionTask(Task):
 
     def prompt_tokens(self, difficulty: Difficulty) -> int:
         return 2 * int(difficulty) + 2
-
-    def positions(self, prompt: str, answer_tokens: int) -> list[int]:
-        """Coupled by significance, most significant first: the digit of 10^i in either operand and in the sum
-        has id i + 1; "+" and "=" have id 0. The sum's digits can be coupled only once its length is known: it is
-        computed from the prompt, so the ids tell the model whether the sum has a new leading digit."""
-        a, b = prompt.removesuffix("=").split("+")
-        places = lambda digits: list(range(digits, 0, -1))  # noqa: E731
-        width = len(str(int(a) + int(b)))
-        return coupled_ids([*places(len(a)), 0, *places(len(b)), 0], places(width), answer_tokens)
-
-    def max_position(self, difficulty: Difficulty) -> int:
-        return int(difficulty) + 1
