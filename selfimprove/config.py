@@ -30,7 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 from selfimprove.choices import Choice
 from selfimprove.errors import ConfigError
 from selfimprove.loop.curriculum import Curriculum
-from selfimprove.models.decoder import KINDS
+from selfimprove.models.decoder import KINDS, position_table
 from selfimprove.models.tokenizer import Tokenizer
 from selfimprove.tasks import TASKS, get_task
 
@@ -457,4 +457,13 @@ def validate(cfg: Any) -> None:
         f"(base {d.base_max} + {s.rounds} rounds of {s.schedule} + {d.eval_lookahead} eval lookahead) "
         f"needs {tokens} tokens",
     )
+    table = position_table(m)
+    if table is not None:  # the model reads the position ids the task gives: every id the run will see has a row
+        top = task.max_position(point)
+        need(top is not None, f"model.pos_encoding={m.pos_encoding} needs position ids: data.task={d.task} gives none")
+        need(
+            top + table.max_offset < table.rows,
+            f"{d.task} at size {furthest} has position ids up to {top}, + model.max_position_offset="
+            f"{table.max_offset} in training: past the {table.rows} rows of the table (model.block_size + the offset)",
+        )
     KINDS[m.kind].check(m, Tokenizer(task.vocabulary))  # last: a pretrained kind reads its model's files

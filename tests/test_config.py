@@ -5,6 +5,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
@@ -22,7 +23,10 @@ from selfimprove.config import (
     validate,
     with_parts,
 )
-from selfimprove.errors import ConfigError
+from selfimprove.errors import ConfigError, IncompatibleCheckpointError
+from selfimprove.loop.checkpoint import Checkpoint, restore
+from selfimprove.models.decoder import build
+from selfimprove.models.tokenizer import Tokenizer
 from selfimprove.tasks import TASKS
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -173,6 +177,14 @@ def test_unknown_option_fails_at_composition():
         (["training.warmup_steps=301"], r"warmup_steps=301 is longer than a stage"),  # a round is 300 steps
         (["training.round_warmup_steps=301"], r"round_warmup_steps=301 is longer than a stage \(training.round_st"),
         (["training.round_warmup_steps=-1"], r"training.round_warmup_steps=-1 must be >= 0"),
+        (
+            ["model.pos_encoding=coupled", "data=sort"],
+            "^model.pos_encoding=coupled needs position ids: data.task=sort gi",
+        ),
+        (
+            ["model.pos_encoding=coupled", "model.max_position_offset=-1"],
+            r"^model.max_position_offset=-1 must be >= 0$",
+        ),
     ],
 )
 def test_inconsistent_values_are_one_clear_error(overrides, message):
@@ -186,3 +198,32 @@ def test_warmup_longer_than_a_round_is_fine_without_rounds():
 
 def test_base_warmup_longer_than_a_round_is_fine_with_a_round_warmup_of_its_own():
     validate(make("training.warmup_steps=301", "training.round_warmup_steps=20"))
+
+
+def test_coupled_positions_fit_their_table_at_the_furthest_size(monkeypatch):
+    """copy's ids at size 26 (base 10 + 13 rounds + 3 lookahead) go up to 26: the table holds block_size 96 + the
+    offset; a task whose ids reached past it is refused before any work."""
+    coupled = ("model.pos_encoding=coupled", "model.max_position_offset=50")
+    validate(make(*coupled))
+    monkeypatch.setattr(TASKS["copy"], "max_position", lambda self, difficulty: int(difficulty) + 69)
+    validate(make(*coupled))  # 96 + 50 rows hold ids up to 95 + 50
+    monkeypatch.setattr(TASKS["copy"], "max_position", lambda self, difficulty: int(difficulty) + 70)
+    with pytest.raises(ConfigError, match=r"^copy at size 26 has position ids up to 96, \+ model.max_position_off"):
+        validate(make(*coupled))
+
+
+def test_a_checkpoint_of_another_position_table_is_refused(tmp_path):
+    """The checkpoint's model config records the encoding and the table's size (block_size + max_position_offset)."""
+    tokenizer, cpu = Tokenizer(TASKS["copy"]().vocabulary), torch.device("cpu")
+    shape = {"n_layer": 1, "n_head": 2, "n_embd": 16, "ffn_hidden": 32, "pos_encoding": "coupled"}
+    saved = OmegaConf.structured(ModelConfig(**shape, max_position_offset=4))
+    path = tmp_path / "latest.pt"
+    config = OmegaConf.to_container(saved, enum_to_str=True)
+    model = build(saved, tokenizer, cpu, "fp32")
+    Checkpoint(model.state_dict(), "base.voter0", 0, model_config=config, vocabulary=tokenizer.vocabulary).save(path)
+    restore(path, saved, tokenizer, cpu, "fp32")  # the same table: accepted
+    other = OmegaConf.structured(ModelConfig(**shape, max_position_offset=8))
+    with pytest.raises(
+        IncompatibleCheckpointError, match=f"^{path} was written for another model: .*'max_position_off"
+    ):
+        restore(path, other, tokenizer, cpu, "fp32")

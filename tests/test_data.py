@@ -124,3 +124,62 @@ def test_length_buckets_leave_the_step_unchanged():
     assert not torch.allclose(after_whole, initial)  # the step moved the weights
     assert loss_buckets == pytest.approx(loss_whole, rel=1e-5)
     assert torch.allclose(after_buckets, after_whole, atol=1e-6)
+
+
+def test_collate_carries_position_ids_aligned_with_the_inputs():
+    tok = Tokenizer(COPY.vocabulary)
+    examples = [Example("12=", "12"), Example("3=", "3")]
+    ids = [np.array(COPY.positions(prompt, len(answer) + 1)) for prompt, answer in examples]
+    batch = collate(tok, examples, positions=ids)
+    # BOS 1 2 = 1 2 (EOS, only a target): 0 1 2 0 1 2; BOS 3 = 3 EOS PAD: 0 1 0 1 0 and padding 0
+    assert batch.positions.tolist() == [[0, 1, 2, 0, 1, 2], [0, 1, 0, 1, 0, 0]]
+    assert collate(tok, examples).positions is None
+
+
+def coupled_sampler(max_offset: int, rng: np.random.Generator) -> MixtureSampler:
+    reverse = get_task("reverse")
+    source = [(StoredSource([Example("0123=", "3210")]), 1.0)]
+    tok = Tokenizer(reverse.vocabulary)
+    return MixtureSampler(tok, source, 64, rng, buckets=2, positions=reverse.positions, max_offset=max_offset)
+
+
+def test_training_shifts_each_sequences_ids_by_one_random_offset_in_range():
+    unshifted = np.array(get_task("reverse").positions("0123=", 5)[:-1])  # the inputs: EOS dropped
+    offsets = []
+    for _ in range(20):
+        for part in coupled_sampler(3, np.random.default_rng(len(offsets))).next_batch().parts:
+            for row in part.positions.numpy():
+                shift = np.unique(row[unshifted > 0] - unshifted[unshifted > 0])
+                assert len(shift) == 1  # one offset per sequence
+                assert (row[unshifted == 0] == 0).all()  # BOS and "=" have no place: never shifted
+                offsets.append(int(shift[0]))
+    assert set(offsets) == {0, 1, 2, 3}
+    rows = coupled_sampler(0, np.random.default_rng(0)).next_batch().parts[0].positions.numpy()
+    assert (rows == unshifted).all()
+
+
+def test_offsets_are_drawn_only_for_a_coupled_model():
+    """A sampler without position ids draws what it always drew: the same batches, the same generator state."""
+    tok = Tokenizer(COPY.vocabulary)
+    plain = MixtureSampler(tok, [(BaseSource(COPY, [1, 2, 3]), 1.0)], 16, np.random.default_rng(0))
+    batch = plain.next_batch()
+    assert all(part.positions is None for part in batch.parts)
+    rng = np.random.default_rng(0)
+    examples = BaseSource(COPY, [1, 2, 3]).draw(int(rng.multinomial(16, [1.0])[0]), rng)
+    assert torch.equal(batch.parts[0].inputs, bucketed(tok, examples).parts[0].inputs)
+    assert plain.rng.bit_generator.state == rng.bit_generator.state
+
+
+def test_a_coupled_model_trains_on_the_batches_position_ids():
+    sampler = coupled_sampler(2, np.random.default_rng(0))
+    no_decay = {"precision": "fp32", "optim": {"weight_decay": 0.0}}  # a row without gradient then stays put
+    training = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainingConfig), no_decay))
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, ffn_hidden=32, pos_encoding="coupled", max_position_offset=2)
+    model = Transformer(cfg, sampler.tokenizer.vocab_size)
+    assert model.pos_emb.num_embeddings == cfg.block_size + 2
+    table = model.pos_emb.weight.detach().clone()
+    train_step(model, make_optimizer(model, training, cpu), sampler.next_batch(), training, cpu)
+    moved = (model.pos_emb.weight.detach() != table).any(1).nonzero().flatten().tolist()
+    assert moved == list(range(4 + 2 + 1))  # the rows of the ids the batch held: "0123=" has up to 4, offsets up to 2

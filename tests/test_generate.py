@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from selfimprove.config import ModelConfig
-from selfimprove.models.generate import complete, generate
+from selfimprove.models.generate import LENGTH_SLACK, complete, generate
 from selfimprove.models.native import Attention, Transformer
 from selfimprove.models.tokenizer import BOS, EOS, PAD, Tokenizer
 from selfimprove.tasks import get_task
@@ -13,7 +13,9 @@ from selfimprove.tasks import get_task
 TOKENIZER = Tokenizer(get_task("copy").vocabulary)  # every prompt here is a copy prompt: digits and "="
 
 
-def tiny_model(pos_encoding: str, seed: int = 0, attention_scale: str = "none") -> Transformer:
+def tiny_model(
+    pos_encoding: str, seed: int = 0, attention_scale: str = "none", max_position_offset: int = 0
+) -> Transformer:
     torch.manual_seed(seed)
     cfg = ModelConfig(
         n_layer=2,
@@ -23,6 +25,7 @@ def tiny_model(pos_encoding: str, seed: int = 0, attention_scale: str = "none") 
         pos_encoding=pos_encoding,
         attention_scale=attention_scale,
         block_size=48,
+        max_position_offset=max_position_offset,
     )
     model = Transformer(cfg, TOKENIZER.vocab_size).eval()
     with torch.no_grad():  # larger weights than the init so logits are far from ties and EOS comes early
@@ -32,13 +35,16 @@ def tiny_model(pos_encoding: str, seed: int = 0, attention_scale: str = "none") 
 
 
 @torch.no_grad()
-def recompute_greedy(model: Transformer, prompts: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-    """Reference decoding: re-run the whole sequence at every step, each row on its own."""
+def recompute_greedy(
+    model: Transformer, prompts: torch.Tensor, max_new_tokens: int, positions: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Reference decoding: re-run the whole sequence at every step, each row on its own (with its position ids)."""
     out = torch.full((len(prompts), max_new_tokens), PAD)
     for row, prompt in enumerate(prompts):
         seq = prompt.tolist()
         for step in range(max_new_tokens):
-            token = int(model(torch.tensor([seq]))[0, -1].argmax())
+            ids = None if positions is None else positions[row : row + 1, : len(seq)]
+            token = int(model(torch.tensor([seq]), positions=ids)[0, -1].argmax())
             out[row, step] = token
             if token == EOS:
                 break
@@ -66,6 +72,45 @@ def test_cached_decoding_equals_full_recomputation(pos_encoding, attention_scale
     reference = recompute_greedy(model, prompts, 20)
     assert torch.equal(out.tokens, reference)
     assert torch.equal(out.finished, (reference == EOS).any(1))
+
+
+def copy_prompts(count: int, digits: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return ["".join(map(str, rng.integers(0, 10, digits))) + "=" for _ in range(count)]
+
+
+def with_bos(prompts: list[str]) -> torch.Tensor:
+    return torch.from_numpy(np.concatenate([np.full((len(prompts), 1), BOS), TOKENIZER.encode_batch(prompts)], axis=1))
+
+
+def test_cached_coupled_decoding_equals_full_recomputation():
+    """Each fed-back token is given its own row's id of its answer slot, also as rows leave the batch."""
+    model = tiny_model("coupled")
+    prompts = with_bos(copy_prompts(16, 9))
+    torch.manual_seed(1)
+    positions = torch.randint(0, 48, (16, 10 + 20))  # every row its own ids
+    out = generate(model, prompts, 20, positions)
+    ends = {row.tolist().index(EOS) for row in out.tokens if EOS in row.tolist()}
+    assert len(ends) > 1, "the test needs rows that leave the batch at different steps"
+    assert torch.equal(out.tokens, recompute_greedy(model, prompts, 20, positions))
+    # the ids are read: reverse's ids decode otherwise
+    reverse_ids = torch.tensor([get_task("reverse").positions(prompt, 20) for prompt in copy_prompts(16, 9)])
+    assert not torch.equal(generate(model, prompts, 20, reverse_ids).tokens, out.tokens)
+
+
+def test_complete_gives_a_coupled_model_the_tasks_ids_unshifted():
+    """Labelling and evaluation: offset 0, the task's own ids, whatever model.max_position_offset."""
+    model = tiny_model("coupled", max_position_offset=5)
+    reverse = get_task("reverse")
+    prompts = copy_prompts(6, 4)
+    labels = complete(model, TOKENIZER, prompts, [4] * 6, 6, torch.device("cpu"), positions=reverse.positions).labels
+    slots = 4 + 1 + LENGTH_SLACK
+    by_hand = generate(model, with_bos(prompts), slots, torch.tensor([reverse.positions(p, slots) for p in prompts]))
+    assert labels == [TOKENIZER.decode(row) for row in by_hand.tokens.tolist()]
+    with pytest.raises(ValueError, match="this task gives none"):
+        complete(model, TOKENIZER, prompts, [4] * 6, 6, torch.device("cpu"), positions=get_task("sort").positions)
+    with pytest.raises(ValueError, match="coupled needs the position ids"):
+        model(with_bos(prompts))
 
 
 @torch.no_grad()

@@ -297,3 +297,46 @@ def test_random_trees_cover_every_shape():
     }
     assert len(trees_with_edge) == 8
     assert shapes == trees_with_edge
+
+
+COUPLED = ["copy", "reverse", "reverse_addition"]  # the tasks that give position ids
+
+
+@pytest.mark.parametrize(
+    ("name", "prompt", "slots", "ids"),
+    [
+        # BOS 0; prompt digits 1 2 3, "=" 0; the answer "012" copies them in order; EOS 0
+        ("copy", "012=", 4, [0, 1, 2, 3, 0, 1, 2, 3, 0]),
+        # the answer "210": its first digit is the prompt's third, its last the prompt's first
+        ("reverse", "012=", 4, [0, 1, 2, 3, 0, 3, 2, 1, 0]),
+        # answer slots past the EOS (decoding's slack) have no place: 0
+        ("reverse", "01=", 5, [0, 1, 2, 0, 2, 1, 0, 0, 0]),
+        # 12 + 39 = 51 -> "150": the digits of 10^0 (2, 9, 1) have id 1, of 10^1 (1, 3, 5) id 2, the carry digit 0 id 3
+        ("reverse_addition", "21+93=", 4, [0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 0]),
+        ("reverse_addition", "999+1=", 5, [0, 1, 2, 3, 0, 1, 0, 1, 2, 3, 4, 0]),  # "0001": widths 3 and 1
+    ],
+)
+def test_position_ids_worked_examples(name, prompt, slots, ids):
+    assert get_task(name).positions(prompt, slots) == ids
+
+
+@pytest.mark.parametrize("name", COUPLED)
+def test_position_ids_are_one_per_token_up_to_max_position(name):
+    task = get_task(name)
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 5, 9):
+        examples = task.sample(n, 200, rng)
+        rows = [task.positions(prompt, len(answer) + 1) for prompt, answer in examples]
+        assert [len(row) for row in rows] == [1 + len(p) + len(a) + 1 for p, a in examples]  # BOS, prompt, answer, EOS
+        assert max(max(row) for row in rows) == task.max_position(n)
+        assert min(min(row) for row in rows) == 0
+        assert max(max(row) for row in rows) < task.sequence_tokens(n)  # what block_size bounds
+
+
+@pytest.mark.parametrize("name", sorted(set(TASKS) - set(COUPLED)))
+def test_other_tasks_give_no_position_ids(name):
+    task = get_task(name)
+    difficulty = task.difficulties.hardest(3)
+    prompt = task.sample(difficulty, 1, np.random.default_rng(0))[0].prompt
+    assert task.positions(prompt, 4) is None
+    assert task.max_position(difficulty) is None

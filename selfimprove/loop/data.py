@@ -2,7 +2,8 @@
 
 A batch is built with whole-array NumPy operations (no Python loop over characters). Samplers
 draw from one numpy Generator whose state is saved in checkpoints, so an interrupted stage resumes
-with the batches it would have seen.
+with the batches it would have seen. For a model that reads the position ids a task gives (position
+coupling), a batch carries them too, each sequence's shifted by a random offset drawn from that Generator.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from selfimprove.models.decoder import PositionsOf
 from selfimprove.models.tokenizer import BOS, EOS, Tokenizer
 from selfimprove.tasks import Difficulty, Example, Task
 
@@ -23,12 +25,12 @@ IGNORE = -100  # target value that carries no loss
 class Batch:
     inputs: torch.Tensor  # (B, T) token ids
     targets: torch.Tensor  # (B, T) next-token ids, IGNORE where no loss is taken
+    positions: torch.Tensor | None = None  # (B, T) the inputs' task-given position ids, 0 on padding (coupled only)
 
     def to(self, device: torch.device) -> Batch:
         non_blocking = device.type == "cuda"  # overlap the copy with compute
-        return Batch(
-            self.inputs.to(device, non_blocking=non_blocking), self.targets.to(device, non_blocking=non_blocking)
-        )
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return Batch(move(self.inputs), move(self.targets), None if self.positions is None else move(self.positions))
 
 
 @dataclass
@@ -49,8 +51,14 @@ class StepBatch:
         return sum(part.inputs.numel() for part in self.parts)
 
 
-def collate(tokenizer: Tokenizer, examples: Sequence[Example], loss_on_prompt: bool = False) -> Batch:
-    """BOS + prompt + answer + EOS, right-padded; loss on answer and EOS (and prompt if asked)."""
+def collate(
+    tokenizer: Tokenizer,
+    examples: Sequence[Example],
+    loss_on_prompt: bool = False,
+    positions: Sequence[np.ndarray] | None = None,
+) -> Batch:
+    """BOS + prompt + answer + EOS, right-padded; loss on answer and EOS (and prompt if asked). `positions`: each
+    example's position ids, one per token of that sequence (a coupled model's)."""
     texts = [prompt + answer for prompt, answer in examples]
     prompt_lengths = tokenizer.lengths([prompt for prompt, _ in examples])
     ids, lengths = tokenizer.encode_padded(texts)
@@ -66,17 +74,35 @@ def collate(tokenizer: Tokenizer, examples: Sequence[Example], loss_on_prompt: b
     first = 1 if loss_on_prompt else 1 + prompt_lengths[:, None]
     keep = (position >= first) & (position <= lengths[:, None] + 1)
     targets[~keep] = IGNORE
-    return Batch(torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(targets))
+    place = None if positions is None else input_positions(positions, lengths + 2, width + 2)
+    return Batch(torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(targets), place)
+
+
+def input_positions(positions: Sequence[np.ndarray], lengths: np.ndarray, width: int) -> torch.Tensor:
+    """The ids of the input tokens (B, width - 1) of sequences of `lengths` tokens padded to `width`: padding has 0."""
+    place = np.zeros((len(positions), width), dtype=np.int64)
+    place[np.arange(width)[None, :] < lengths[:, None]] = np.concatenate(positions)
+    return torch.from_numpy(np.ascontiguousarray(place[:, :-1]))
 
 
 def bucketed(
-    tokenizer: Tokenizer, examples: Sequence[Example], buckets: int = 1, loss_on_prompt: bool = False
+    tokenizer: Tokenizer,
+    examples: Sequence[Example],
+    buckets: int = 1,
+    loss_on_prompt: bool = False,
+    positions: Sequence[np.ndarray] | None = None,
 ) -> StepBatch:
-    """`examples` sorted by length and cut into `buckets` micro-batches of (nearly) equal row counts."""
+    """`examples` (and their `positions`, as `collate`'s) sorted by length and cut into `buckets` micro-batches of
+    (nearly) equal row counts."""
     lengths = tokenizer.lengths([prompt + answer for prompt, answer in examples])
     order = np.argsort(lengths, kind="stable")
     parts = [
-        collate(tokenizer, [examples[i] for i in rows], loss_on_prompt)
+        collate(
+            tokenizer,
+            [examples[i] for i in rows],
+            loss_on_prompt,
+            None if positions is None else [positions[i] for i in rows],
+        )
         for rows in np.array_split(order, min(buckets, len(examples)))
     ]
     return StepBatch(parts, sum(int((part.targets != IGNORE).sum()) for part in parts))
@@ -133,7 +159,8 @@ def round_mixture(
 
 class MixtureSampler:
     """Batches whose rows come from each source in proportion to its weight (multinomial per batch),
-    each cut into `buckets` length-sorted micro-batches."""
+    each cut into `buckets` length-sorted micro-batches. `positions`: the task's, given only for a model that
+    reads them; each sequence's nonzero ids then shift by a random offset in [0, `max_offset`]."""
 
     def __init__(
         self,
@@ -143,9 +170,11 @@ class MixtureSampler:
         rng: np.random.Generator,
         loss_on_prompt: bool = False,
         buckets: int = 1,
+        positions: PositionsOf | None = None,
+        max_offset: int = 0,
     ) -> None:
         self.tokenizer, self.batch_size, self.rng, self.loss_on_prompt = tokenizer, batch_size, rng, loss_on_prompt
-        self.buckets = buckets
+        self.buckets, self.positions, self.max_offset = buckets, positions, max_offset
         self.sources = [source for source, _ in sources]
         self.weights = np.array([weight for _, weight in sources], dtype=np.float64)
 
@@ -153,5 +182,16 @@ class MixtureSampler:
         counts = self.rng.multinomial(self.batch_size, self.weights)
         return [e for source, n in zip(self.sources, counts, strict=True) if n for e in source.draw(n, self.rng)]
 
+    def shifted_positions(self, positions: PositionsOf, examples: Sequence[Example]) -> list[np.ndarray]:
+        """Each example's position ids (BOS, prompt, answer, EOS), its nonzero ids shifted by its random offset:
+        every row of the table up to the trained sizes' ids + max_offset is trained (id 0, no place, stays 0)."""
+        slots = self.tokenizer.lengths([answer for _, answer in examples]) + 1  # EOS is an answer slot
+        offsets = self.rng.integers(0, self.max_offset + 1, size=len(examples))
+        rows = [np.array(positions(prompt, n)) for (prompt, _), n in zip(examples, slots.tolist(), strict=True)]
+        return [row + offset * (row > 0) for row, offset in zip(rows, offsets.tolist(), strict=True)]
+
     def next_batch(self) -> StepBatch:
-        return bucketed(self.tokenizer, self.examples(), self.buckets, self.loss_on_prompt)
+        examples = self.examples()
+        # Offsets are drawn only for a coupled model: any other draws exactly the batches it always drew.
+        positions = None if self.positions is None else self.shifted_positions(self.positions, examples)
+        return bucketed(self.tokenizer, examples, self.buckets, self.loss_on_prompt, positions)

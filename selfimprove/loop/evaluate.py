@@ -42,7 +42,7 @@ def accuracy_per_difficulty(
     """Share of held-out prompts of each difficulty answered correctly (and ended with EOS)."""
     prompts = [e.prompt for d in difficulties for e in eval_examples(task, d, samples, seed)]
     budget = [task.answer_tokens(d) for d in difficulties for _ in range(samples)]
-    out = complete(model, tokenizer, prompts, budget, batch_size, device, precision, progress)
+    out = complete(model, tokenizer, prompts, budget, batch_size, device, precision, progress, positions=task.positions)
     correct = judged(task, prompts, out.labels, out.finished)
     rows = correct.reshape(len(difficulties), samples)
     return {d: float(row.mean()) for d, row in zip(difficulties, rows, strict=True)}

@@ -38,6 +38,7 @@ from selfimprove.loop.runstate import (
 )
 from selfimprove.loop.train import StepLog, make_optimizer, peak_lr, train_steps, warmup_steps
 from selfimprove.models import precision
+from selfimprove.models.decoder import position_table
 from selfimprove.models.generate import complete
 from selfimprove.tasks import difficulty_name
 
@@ -110,8 +111,16 @@ def _train(
             tokens_per_s=round(entry.tokens_per_s),
         )
 
+    table = position_table(ctx.cfg.model)
     sampler = MixtureSampler(
-        ctx.tokenizer, _sources(ctx, round_), training.batch_size, rng, ctx.data.loss_on_prompt, training.length_buckets
+        ctx.tokenizer,
+        _sources(ctx, round_),
+        training.batch_size,
+        rng,
+        ctx.data.loss_on_prompt,
+        training.length_buckets,
+        positions=None if table is None else ctx.task.positions,
+        max_offset=0 if table is None else table.max_offset,
     )
     try:
         train_steps(
@@ -272,7 +281,17 @@ def label(ctx: Context, round_: int) -> dict:
         bar = f"{stage}.voter{voter}" if ctx.cfg.progress else None
         model = ctx.load_model(voter)
         batch_size = ctx.data.generate_batch_size
-        out = complete(model, ctx.tokenizer, prompts, budget, batch_size, ctx.device, training.precision, bar)
+        out = complete(
+            model,
+            ctx.tokenizer,
+            prompts,
+            budget,
+            batch_size,
+            ctx.device,
+            training.precision,
+            bar,
+            positions=task.positions,
+        )
         voters.append(VoterLabels(out.labels, out.finished, out.min_prob))
     verdicts = filter_labels(voters, difficulties, task, si.filters)
     kept = [i for i, v in enumerate(verdicts) if v.label is not None]

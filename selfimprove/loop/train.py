@@ -87,7 +87,7 @@ def make_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device) 
 
 
 def train_step(
-    forward: Callable[[torch.Tensor], torch.Tensor],
+    forward: Callable[..., torch.Tensor],
     optimizer: torch.optim.Optimizer,
     batch: StepBatch,
     cfg: TrainingConfig,
@@ -98,7 +98,7 @@ def train_step(
     loss = torch.zeros((), device=device)
     for part in batch.parts:
         with autocast(cfg.precision, device):
-            logits = forward(part.inputs)
+            logits = forward(part.inputs, positions=part.positions)
         flat = logits.float().flatten(0, 1)
         part_loss = F.cross_entropy(flat, part.targets.flatten(), ignore_index=IGNORE, reduction="sum")
         part_loss = part_loss / batch.target_count

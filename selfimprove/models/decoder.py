@@ -24,8 +24,11 @@ class Decoder(Protocol):
     cfg: Any  # the model config group it was built from (cfg.block_size: its longest sequence)
     base_identity: dict[str, str] | None  # what the weights were tuned from (None: trained from scratch)
 
-    def __call__(self, idx: torch.Tensor, cache: Any = None, pos: int = 0) -> torch.Tensor:
-        """Logits (B, T, vocab of the task tokenizer) for task-token ids `idx` (B, T) starting at position `pos`."""
+    def __call__(
+        self, idx: torch.Tensor, cache: Any = None, pos: int = 0, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab of the task tokenizer) for task-token ids `idx` (B, T) starting at position `pos`;
+        `positions` (B, T): the position ids the task gives them, for a model with a `position_table`."""
         ...
 
     def new_cache(self, batch: int, length: int, dtype: torch.dtype | None = None) -> Any:
@@ -45,6 +48,23 @@ class Decoder(Protocol):
     def eval(self) -> Any: ...
 
 
+@dataclass(frozen=True)
+class PositionTable:
+    """A model that reads the position ids a task gives (position coupling): ids 0..rows - 1 have a row, and a
+    training sequence's nonzero ids shift by a random offset in [0, max_offset] (labelling and evaluation: 0)."""
+
+    rows: int
+    max_offset: int
+
+
+# A task's `positions`: (prompt, answer slots) -> the ids of BOS, the prompt and the slots (None: it gives none)
+PositionsOf = Callable[[str, int], list[int] | None]
+
+
+def no_position_table(cfg: Any) -> PositionTable | None:
+    return None
+
+
 KINDS: dict[str, ModelSpec] = {}  # model.kind -> its spec; models/__init__.py imports every module, so all are here
 
 
@@ -61,9 +81,16 @@ class ModelSpec:
     build: Callable[[Any, Tokenizer, torch.device, str], Decoder]
     # (model config group, task tokenizer) -> None, or ConfigError in one line on a value the kind cannot run with
     check: Callable[[Any, Tokenizer], None]
+    # model config group -> the table of task-given position ids it reads (None: it reads none)
+    position_table: Callable[[Any], PositionTable | None] = no_position_table
 
     def __post_init__(self) -> None:
         KINDS[self.name] = self
+
+
+def position_table(cfg: Any) -> PositionTable | None:
+    """The table of task-given position ids a model of config `cfg` reads (None: it reads none)."""
+    return KINDS[cfg.kind].position_table(cfg)
 
 
 def build(cfg: Any, tokenizer: Tokenizer, device: torch.device, precision: str) -> Decoder:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from selfimprove.models.decoder import Decoder
+from selfimprove.models.decoder import Decoder, PositionsOf, position_table
 from selfimprove.models.precision import autocast
 from selfimprove.models.tokenizer import BOS, EOS, PAD, Tokenizer
 
@@ -27,8 +27,12 @@ class Generation:
 
 
 @torch.inference_mode()
-def generate(model: Decoder, prompts: torch.Tensor, max_new_tokens: int) -> Generation:
-    """Greedy continuation of equal-length `prompts` (B, T), at most `max_new_tokens` each."""
+def generate(
+    model: Decoder, prompts: torch.Tensor, max_new_tokens: int, positions: torch.Tensor | None = None
+) -> Generation:
+    """Greedy continuation of equal-length `prompts` (B, T), at most `max_new_tokens` each. `positions`
+    (B, T + max_new_tokens): the position ids of the prompts' tokens and of every answer slot, for a model that
+    reads them (a `position_table`); a token fed back is given its slot's id."""
     B, T = prompts.shape
     device = prompts.device
     tokens = torch.full((B, max_new_tokens), PAD, dtype=torch.long, device=device)
@@ -38,7 +42,7 @@ def generate(model: Decoder, prompts: torch.Tensor, max_new_tokens: int) -> Gene
     # Under autocast the cache holds what attention sees: bf16 keys and values (half the memory traffic).
     dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
     cache = model.new_cache(B, T + max_new_tokens - 1, dtype)  # the last token is never fed back
-    logits = model(prompts, cache, pos=0)[:, -1]
+    logits = model(prompts, cache, pos=0, positions=None if positions is None else positions[:, :T])[:, -1]
     for step in range(max_new_tokens):
         prob, token = logits.float().softmax(-1).max(-1)
         tokens[rows, step] = token
@@ -53,7 +57,8 @@ def generate(model: Decoder, prompts: torch.Tensor, max_new_tokens: int) -> Gene
                 break
             rows, token = rows[going], token[going]
             cache.select(going)
-        logits = model(token[:, None], cache, pos=T + step)[:, -1]
+        step_positions = None if positions is None else positions[rows, T + step, None]
+        logits = model(token[:, None], cache, pos=T + step, positions=step_positions)[:, -1]
     return Generation(tokens, finished, min_prob)
 
 
@@ -73,13 +78,16 @@ def complete(
     device: torch.device,
     precision: str = "fp32",
     progress: str | None = None,
+    positions: PositionsOf | None = None,
 ) -> Completions:
     """Greedy answers to `prompts`, batched by prompt length (in tokens) so no padding is ever computed.
 
     `answer_budget[i]` is the most answer tokens prompt i can have (the task's `answer_tokens`);
     generation stops LENGTH_SLACK tokens past it (plus EOS). `precision` as training's (fp32 | bf16 |
-    auto). `progress` names a tqdm bar (None: no bar).
+    auto). `progress` names a tqdm bar (None: no bar). `positions`: the task's, read only by a model with a
+    position table.
     """
+    coupled = position_table(model.cfg) is not None
     was_training = model.training
     model.eval()
     labels = [""] * len(prompts)
@@ -94,10 +102,11 @@ def complete(
         max_new = min(n + 1 + LENGTH_SLACK, model.cfg.block_size - prompt_len)
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
-            ids = tokenizer.encode_batch([prompts[i] for i in chunk])
-            ids = np.concatenate([np.full((len(chunk), 1), BOS), ids], axis=1)
+            texts = [prompts[i] for i in chunk]
+            ids = np.concatenate([np.full((len(chunk), 1), BOS), tokenizer.encode_batch(texts)], axis=1)
+            place = torch.from_numpy(prompt_positions(positions, texts, max_new)).to(device) if coupled else None
             with autocast(precision, device):
-                out = generate(model, torch.from_numpy(ids).to(device), max_new)
+                out = generate(model, torch.from_numpy(ids).to(device), max_new, place)
             tokens = out.tokens.cpu().numpy()
             finished[chunk] = out.finished.cpu().numpy()
             min_prob[chunk] = out.min_prob.cpu().numpy()
@@ -107,3 +116,13 @@ def complete(
     bar.close()
     model.train(was_training)
     return Completions(labels, finished, min_prob)
+
+
+def prompt_positions(positions: PositionsOf | None, prompts: Sequence[str], answer_slots: int) -> np.ndarray:
+    """The position ids of BOS, the prompt and `answer_slots` answer slots, a row per prompt (of one token length).
+    No offset: a label or a score is then a function of the model and the prompt alone, and the ids of the largest
+    sizes sit as low in the table as they can, in rows that training's random offsets reached from smaller sizes."""
+    rows = [positions(prompt, answer_slots) for prompt in prompts] if positions is not None else [None]
+    if any(row is None for row in rows):
+        raise ValueError("the model reads the position ids a task gives its tokens: this task gives none")
+    return np.array(rows, dtype=np.int64)

@@ -214,8 +214,11 @@ class HFModel(nn.Module):
     def new_cache(self, batch: int, length: int, dtype: torch.dtype | None = None) -> HFCache:
         return HFCache(self.lm.config)
 
-    def forward(self, idx: torch.Tensor, cache: HFCache | None = None, pos: int = 0) -> torch.Tensor:
-        """Logits (B, T, vocab of the task tokenizer) for task-token ids `idx` (B, T) starting at `pos`."""
+    def forward(
+        self, idx: torch.Tensor, cache: HFCache | None = None, pos: int = 0, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab of the task tokenizer) for task-token ids `idx` (B, T) starting at `pos`. It reads no
+        task-given position ids (its spec has no position table): `positions` is not used."""
         T = idx.shape[1]
         if pos + T > self.cfg.block_size:
             raise ValueError(f"sequence of {pos + T} tokens exceeds block_size={self.cfg.block_size}")

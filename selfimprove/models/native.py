@@ -1,8 +1,9 @@
 """model.kind=native: this project's decoder-only transformer, trained from scratch: pre-norm blocks, SwiGLU MLP,
-NoPE | RoPE | learned positions, SDPA.
+NoPE | RoPE | learned | coupled positions, SDPA.
 
 Read top to bottom: its settings, the KV cache, attention, the MLP, a block, the model, its spec. `forward` takes an
-optional cache and the position of the first token so that generation can feed one token at a time.
+optional cache and the position of the first token so that generation can feed one token at a time, and for
+coupled positions the ids the task gives its tokens.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch import nn
 
 from selfimprove.choices import Choice
 from selfimprove.errors import ConfigError
-from selfimprove.models.decoder import ModelSpec
+from selfimprove.models.decoder import ModelSpec, PositionTable
 from selfimprove.models.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ class Positions(Choice):
     nope = "nope"  # none: the causal mask alone tells positions apart
     rope = "rope"
     learned = "learned"
+    # a learned table indexed by the position ids the task gives (position coupling, Cho et al. 2024), shifted in
+    # training by a random offset per sequence
+    coupled = "coupled"
 
 
 class AttentionScale(Choice):
@@ -53,6 +57,9 @@ class NativeConfig:
     norm: Norm = Norm.layernorm
     pos_encoding: Positions = Positions.nope
     rope_theta: float = 10000.0
+    # coupled: each training sequence's ids shift by a random offset in [0, max_position_offset], so that rows past
+    # the ids of the trained sizes are trained too; the table holds block_size + max_position_offset ids
+    max_position_offset: int = 0
     attention_scale: AttentionScale = AttentionScale.log
     dropout: float = 0.0
 
@@ -175,7 +182,9 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(vocab_size, cfg.n_embd)
-        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos_encoding == "learned" else None
+        table = position_table(cfg)  # coupled; learned has one row per position
+        rows = table.rows if table is not None else cfg.block_size
+        self.pos_emb = nn.Embedding(rows, cfg.n_embd) if cfg.pos_encoding in ("learned", "coupled") else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = make_norm(cfg)
@@ -212,13 +221,20 @@ class Transformer(nn.Module):
         weight = self.tok_emb.weight
         return KVCache.empty(self.cfg, batch, length, weight.device, dtype or weight.dtype)
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0) -> torch.Tensor:
-        """Logits (B, T, vocab) for tokens `idx` (B, T) that start at position `pos`."""
+    def forward(
+        self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab) for tokens `idx` (B, T) that start at position `pos`; `positions` (B, T): the
+        position ids the task gives them, read only by pos_encoding=coupled (which needs them)."""
         T = idx.shape[1]
         if pos + T > self.cfg.block_size:
             raise ValueError(f"sequence of {pos + T} tokens exceeds block_size={self.cfg.block_size}")
         x = self.tok_emb(idx)
-        if self.pos_emb is not None:
+        if self.cfg.pos_encoding == "coupled":
+            if positions is None:
+                raise ValueError("model.pos_encoding=coupled needs the position ids of the tokens")
+            x = x + self.pos_emb(positions)
+        elif self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(pos, pos + T, device=idx.device))
         x = self.drop(x)
         rope = (self.rope_cos, self.rope_sin) if self.cfg.pos_encoding == "rope" else None
@@ -239,6 +255,16 @@ def check(cfg: ModelConfig, tokenizer: Tokenizer) -> None:
         raise ConfigError("model.pos_encoding=rope needs an even head width")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
+    if cfg.max_position_offset < 0:
+        raise ConfigError(f"model.max_position_offset={cfg.max_position_offset} must be >= 0")
+
+
+def position_table(cfg: ModelConfig) -> PositionTable | None:
+    """The table of task-given position ids of pos_encoding=coupled (None: the model reads none). A task's ids lie
+    below its sequence's token count, which block_size bounds; a training offset adds at most max_position_offset."""
+    if cfg.pos_encoding != "coupled":
+        return None
+    return PositionTable(cfg.block_size + cfg.max_position_offset, cfg.max_position_offset)
 
 
 def build(cfg: ModelConfig, tokenizer: Tokenizer, device: torch.device, precision: str) -> Transformer:
@@ -246,4 +272,4 @@ def build(cfg: ModelConfig, tokenizer: Tokenizer, device: torch.device, precisio
     return Transformer(cfg, tokenizer.vocab_size).to(device)
 
 
-SPEC = ModelSpec("native", NativeConfig, build, check)
+SPEC = ModelSpec("native", NativeConfig, build, check, position_table)

@@ -59,7 +59,16 @@ class TrainedModel:
             if tokens + 2 > block:  # BOS + prompt + at least one answer token
                 raise ValueError(f"prompt {prompt!r} has {tokens} tokens: model.block_size={block} leaves no room")
         budget = [block] * len(prompts)  # the task's difficulty of a free prompt is unknown: up to the block
-        out = complete(self.model, self.tokenizer, prompts, budget, batch_size, self.device, self.precision)
+        out = complete(
+            self.model,
+            self.tokenizer,
+            prompts,
+            budget,
+            batch_size,
+            self.device,
+            self.precision,
+            positions=self.task.positions,
+        )
         for prompt, label, ended in zip(prompts, out.labels, out.finished, strict=True):
             if not ended and not keep_cut:
                 raise ValueError(

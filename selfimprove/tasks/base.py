@@ -1,7 +1,8 @@
 """What every task provides. A task knows everything about its problem and nothing about training:
 its vocabulary, its difficulty, how to sample instances, the one judge of correctness (`check`), which
-labels vote together, the structural length rule the length filter may use, its token budget, and its prompt
-grammar (the prompts it writes: what `load().answer()` accepts)."""
+labels vote together, the structural length rule the length filter may use, its token budget, its prompt
+grammar (the prompts it writes: what `load().answer()` accepts), and optionally the position ids of its tokens
+(position coupling: `positions`)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,13 @@ def random_numbers(digits: int, count: int, rng: np.random.Generator) -> list[st
         return random_digits(1, count, rng)
     leads = rng.integers(1, 10, size=count).tolist()
     return [f"{lead}{rest}" for lead, rest in zip(leads, random_digits(digits - 1, count, rng), strict=True)]
+
+
+def coupled_ids(prompt_ids: list[int], answer_ids: list[int], answer_tokens: int) -> list[int]:
+    """Position ids for BOS (0), a prompt's tokens (`prompt_ids`) and `answer_tokens` answer slots: the answer's
+    `answer_ids` in writing order, then 0 for every slot past them (EOS, and whatever decoding writes after)."""
+    slots = answer_ids[:answer_tokens] + [0] * max(0, answer_tokens - len(answer_ids))
+    return [0, *prompt_ids, *slots]
 
 
 class Task(ABC):
@@ -121,6 +129,19 @@ class Task(ABC):
     def sequence_tokens(self, difficulty: Difficulty) -> int:
         """Tokens of a whole training sequence at most: BOS + prompt + answer + EOS."""
         return 1 + self.prompt_tokens(difficulty) + self.answer_tokens(difficulty) + 1
+
+    # -- position coupling (model.pos_encoding=coupled) -----------------------------------------
+    def positions(self, prompt: str, answer_tokens: int) -> list[int] | None:
+        """The position ids of BOS, `prompt`'s tokens and `answer_tokens` answer slots (EOS is a slot; decoding may
+        ask for slots past it), one id per token: tokens that share an id are coupled. A function of the prompt
+        and of the slot's index, never of an answer's content. Ids of an instance of difficulty d lie in
+        [0, max_position(d)]; 0 is the id of a token with no place (BOS, signs, slots past the answer), which a
+        training offset leaves at 0. None: the task gives no ids (the default)."""
+        return None
+
+    def max_position(self, difficulty: Difficulty) -> int | None:
+        """The largest position id `positions` gives an instance of `difficulty` (None: the task gives none)."""
+        return None
 
     def difficulty_error(self, difficulty: Difficulty) -> str | None:
         """Why instances of `difficulty` cannot be made with this task's parameters (None: they can)."""

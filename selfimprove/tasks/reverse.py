@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from selfimprove.tasks.base import DigitsTask
+from selfimprove.tasks.base import Difficulty, DigitsTask, coupled_ids
 
 
 class ReverseTask(DigitsTask):
@@ -10,3 +10,11 @@ class ReverseTask(DigitsTask):
 
     def transform(self, digits: str) -> str:
         return digits[::-1]
+
+    def positions(self, prompt: str, answer_tokens: int) -> list[int]:
+        """Coupled: prompt digit i and the answer digit it becomes share id i + 1; "=" has id 0."""
+        places = list(range(1, len(prompt)))  # the digits before "="
+        return coupled_ids([*places, 0], places[::-1], answer_tokens)
+
+    def max_position(self, difficulty: Difficulty) -> int:
+        return int(difficulty)

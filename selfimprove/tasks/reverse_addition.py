@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from selfimprove.tasks.base import Difficulty, Example, Task, random_digits
+from selfimprove.tasks.base import Difficulty, Example, Task, coupled_ids, random_digits
 
 
 def reversed_sum(a_rev: str, b_rev: str) -> str:
@@ -50,3 +50,13 @@ class ReverseAdditionTask(Task):
 
     def prompt_tokens(self, difficulty: Difficulty) -> int:
         return 2 * int(difficulty) + 2
+
+    def positions(self, prompt: str, answer_tokens: int) -> list[int]:
+        """Coupled by significance: the digit of 10^i in either operand and in the sum has id i + 1 (the sum's
+        extra top digit the next one); "+" and "=" have id 0."""
+        a, b = prompt.removesuffix("=").split("+")
+        places = lambda digits: list(range(1, digits + 1))  # noqa: E731
+        return coupled_ids([*places(len(a)), 0, *places(len(b)), 0], places(max(len(a), len(b)) + 1), answer_tokens)
+
+    def max_position(self, difficulty: Difficulty) -> int:
+        return int(difficulty) + 1
