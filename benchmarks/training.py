@@ -8,7 +8,6 @@ step (forward, fp32 loss, backward, grad clip, AdamW) on the same batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +55,10 @@ def measure(
     ours = common.new_model(cfg, device)
     if contender.transformers:
         model = common.llama_like(cfg, device)
-        forward: Callable[[torch.Tensor], torch.Tensor] = lambda ids: model(input_ids=ids, use_cache=False).logits  # noqa: E731
+
+        # train_step passes the batch's position ids too: none here (batches of a model without coupled positions)
+        def forward(ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+            return model(input_ids=ids, use_cache=False).logits
     else:
         model = ours
         forward = torch.compile(model) if contender.compile else model
