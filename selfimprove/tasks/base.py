@@ -44,10 +44,13 @@ def random_numbers(digits: int, count: int, rng: np.random.Generator) -> list[st
 
 
 def coupled_ids(prompt_ids: list[int], answer_ids: list[int], answer_tokens: int) -> list[int]:
-    """Position ids for BOS (0), a prompt's tokens (`prompt_ids`) and `answer_tokens` answer slots: the answer's
-    `answer_ids` in writing order, then 0 for every slot past them (EOS, and whatever decoding writes after)."""
-    slots = answer_ids[:answer_tokens] + [0] * max(0, answer_tokens - len(answer_ids))
-    return [0, *prompt_ids, *slots]
+    """Position ids for BOS (0), a prompt's tokens and `answer_tokens` answer slots, from each prompt token's own id
+    (`prompt_ids`) and each answer token's (`answer_ids`, in writing order). A token is written by the input before
+    it, so where the answer begins every input carries the id of the token it is about to write: the last prompt
+    token ("=") the first answer token's, answer slot j the id of slot j + 1 (0 past the answer: EOS, and whatever
+    decoding writes after it). A query then finds the prompt tokens it needs by their equal ids (Cho et al. 2024)."""
+    about_to_write = [answer_ids[j + 1] if j + 1 < len(answer_ids) else 0 for j in range(answer_tokens)]
+    return [0, *prompt_ids[:-1], answer_ids[0], *about_to_write]
 
 
 class Task(ABC):
