@@ -252,12 +252,12 @@ def roles(schema: type = Config, prefix: str = "") -> dict[str, str]:
     """Every dotted key (or group) of the schema that has a role, with it; the one list of what determines
     a run's results, read by resume, base_from and compare."""
     found: dict[str, str] = {}
+    hints = typing.get_type_hints(schema)  # the fields' types (their annotations are strings here)
     for f in dataclasses.fields(schema):
-        kind = typing.get_type_hints(schema)[f.name]
         if "role" in f.metadata:
             found[prefix + f.name] = f.metadata["role"]
-        elif dataclasses.is_dataclass(kind):
-            found.update(roles(kind, f"{prefix}{f.name}."))
+        elif dataclasses.is_dataclass(hints[f.name]):
+            found.update(roles(hints[f.name], f"{prefix}{f.name}."))
     return found
 
 
