@@ -83,9 +83,10 @@ def with_bos(prompts: list[str]) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([np.full((len(prompts), 1), BOS), TOKENIZER.encode_batch(prompts)], axis=1))
 
 
-def test_cached_coupled_decoding_equals_full_recomputation():
+@pytest.mark.parametrize("pos_encoding", ["coupled", "coupled_rope"])
+def test_cached_coupled_decoding_equals_full_recomputation(pos_encoding):
     """Each fed-back token is given its own row's id of its answer slot, also as rows leave the batch."""
-    model = tiny_model("coupled")
+    model = tiny_model(pos_encoding)
     prompts = with_bos(copy_prompts(16, 9))
     torch.manual_seed(1)
     positions = torch.randint(0, 48, (16, 10 + 20))  # every row its own ids
@@ -111,6 +112,20 @@ def test_complete_gives_a_coupled_model_the_tasks_ids_unshifted():
         complete(model, TOKENIZER, prompts, [4] * 6, 6, torch.device("cpu"), positions=get_task("sort").positions)
     with pytest.raises(ValueError, match="coupled needs the position ids"):
         model(with_bos(prompts))
+
+
+@torch.no_grad()
+def test_coupled_rope_reads_only_how_far_apart_the_ids_are():
+    """Shifting every id by the same amount leaves the logits as they were (rotations by a common angle cancel in
+    q.k); moving one token's id changes them."""
+    model = tiny_model("coupled_rope")
+    prompts = with_bos(copy_prompts(4, 9))
+    ids = torch.arange(1, 12).repeat(4, 1)  # BOS, 9 digits, "="
+    logits = model(prompts, positions=ids)
+    assert torch.allclose(model(prompts, positions=ids + 7), logits, atol=1e-4)
+    moved = ids.clone()
+    moved[:, 3] = 9
+    assert not torch.allclose(model(prompts, positions=moved), logits, atol=1e-2)
 
 
 @torch.no_grad()

@@ -1,5 +1,5 @@
 """model.kind=native: this project's decoder-only transformer, trained from scratch: pre-norm blocks, SwiGLU MLP,
-NoPE | RoPE | learned | coupled positions, SDPA.
+NoPE | RoPE | learned | coupled positions (a learned table or RoPE over the task's ids), SDPA.
 
 Read top to bottom: its settings, the KV cache, attention, the MLP, a block, the model, its spec. `forward` takes an
 optional cache and the position of the first token so that generation can feed one token at a time, and for
@@ -36,6 +36,10 @@ class Positions(Choice):
     # a learned table indexed by the position ids the task gives (position coupling, Cho et al. 2024), shifted in
     # training by a random offset per sequence
     coupled = "coupled"
+    # RoPE rotated by the ids the task gives instead of by places: attention sees how far apart two tokens' ids are
+    # (a digit's significance against the one being written), the same difference at every size, with no table
+    # rows to train
+    coupled_rope = "coupled_rope"
 
 
 class AttentionScale(Choice):
@@ -57,14 +61,15 @@ class NativeConfig:
     norm: Norm = Norm.layernorm
     pos_encoding: Positions = Positions.nope
     rope_theta: float = 10000.0
-    # coupled: each training sequence's ids shift by a random offset in [0, max_position_offset], so that rows past
-    # the ids of the trained sizes are trained too; the table holds block_size + max_position_offset ids
+    # coupled, coupled_rope: each training sequence's ids shift by a random offset in [0, max_position_offset], so
+    # that rows past the ids of the trained sizes are trained too (coupled_rope: so that a token with no place, id 0,
+    # is seen at every distance); the table holds block_size + max_position_offset ids
     max_position_offset: int = 0
     attention_scale: AttentionScale = AttentionScale.log
     dropout: float = 0.0
 
 
-Rope = tuple[torch.Tensor, torch.Tensor]  # cos, sin tables (block_size, head_dim / 2)
+Rope = tuple[torch.Tensor, torch.Tensor]  # cos, sin of the tokens' angles: (T, head_dim / 2) or (B, 1, T, head_dim / 2)
 LayerCache = tuple[torch.Tensor, torch.Tensor]  # keys, values of one layer
 
 
@@ -87,10 +92,11 @@ class KVCache:
         self.values = [v[rows] for v in self.values]
 
 
-def rope_tables(cfg: ModelConfig) -> Rope:
+def rope_tables(cfg: ModelConfig, rows: int) -> Rope:
+    """cos, sin of the angles of positions 0..rows - 1, (rows, head_dim / 2)."""
     head_dim = cfg.n_embd // cfg.n_head
     inv_freq = cfg.rope_theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-    angles = torch.outer(torch.arange(cfg.block_size, dtype=torch.float32), inv_freq)
+    angles = torch.outer(torch.arange(rows, dtype=torch.float32), inv_freq)
     return angles.cos(), angles.sin()
 
 
@@ -134,9 +140,8 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
-        if rope is not None:
-            cos, sin = rope[0][pos : pos + T], rope[1][pos : pos + T]
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if rope is not None:  # cached keys are stored rotated
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
             cache[0][:, :, pos : pos + T] = k
             cache[1][:, :, pos : pos + T] = v
@@ -182,7 +187,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(vocab_size, cfg.n_embd)
-        table = position_table(cfg)  # coupled; learned has one row per position
+        table = position_table(cfg)  # coupled ids; places have one row per position
         rows = table.rows if table is not None else cfg.block_size
         self.pos_emb = nn.Embedding(rows, cfg.n_embd) if cfg.pos_encoding in ("learned", "coupled") else None
         self.drop = nn.Dropout(cfg.dropout)
@@ -190,8 +195,8 @@ class Transformer(nn.Module):
         self.norm = make_norm(cfg)
         self.head = nn.Linear(cfg.n_embd, vocab_size, bias=False)
         self.head.weight = self.tok_emb.weight  # tied embeddings, as nanoGPT
-        if cfg.pos_encoding == "rope":
-            cos, sin = rope_tables(cfg)
+        if cfg.pos_encoding in ("rope", "coupled_rope"):
+            cos, sin = rope_tables(cfg, rows)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)
@@ -225,19 +230,24 @@ class Transformer(nn.Module):
         self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Logits (B, T, vocab) for tokens `idx` (B, T) that start at position `pos`; `positions` (B, T): the
-        position ids the task gives them, read only by pos_encoding=coupled (which needs them)."""
+        position ids the task gives them, read only by the coupled encodings (which need them)."""
         T = idx.shape[1]
         if pos + T > self.cfg.block_size:
             raise ValueError(f"sequence of {pos + T} tokens exceeds block_size={self.cfg.block_size}")
+        encoding = self.cfg.pos_encoding
+        if encoding in ("coupled", "coupled_rope") and positions is None:
+            raise ValueError(f"model.pos_encoding={encoding} needs the position ids of the tokens")
         x = self.tok_emb(idx)
-        if self.cfg.pos_encoding == "coupled":
-            if positions is None:
-                raise ValueError("model.pos_encoding=coupled needs the position ids of the tokens")
+        if encoding == "coupled":
             x = x + self.pos_emb(positions)
         elif self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(pos, pos + T, device=idx.device))
         x = self.drop(x)
-        rope = (self.rope_cos, self.rope_sin) if self.cfg.pos_encoding == "rope" else None
+        rope = None
+        if encoding == "rope":
+            rope = self.rope_cos[pos : pos + T], self.rope_sin[pos : pos + T]
+        elif encoding == "coupled_rope":  # (B, 1, T, head_dim / 2): one angle per token, the same in every head
+            rope = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
         for i, block in enumerate(self.blocks):
             layer_cache = (cache.keys[i], cache.values[i]) if cache is not None else None
             x = block(x, rope, layer_cache, pos)
@@ -251,8 +261,8 @@ def check(cfg: ModelConfig, tokenizer: Tokenizer) -> None:
             raise ConfigError(f"model.{key}={cfg[key]} must be at least 1")
     if cfg.n_embd % cfg.n_head:
         raise ConfigError(f"model.n_embd={cfg.n_embd} is not divisible by model.n_head={cfg.n_head}")
-    if cfg.pos_encoding == "rope" and (cfg.n_embd // cfg.n_head) % 2:
-        raise ConfigError("model.pos_encoding=rope needs an even head width")
+    if cfg.pos_encoding in ("rope", "coupled_rope") and (cfg.n_embd // cfg.n_head) % 2:
+        raise ConfigError(f"model.pos_encoding={cfg.pos_encoding} needs an even head width")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
     if cfg.max_position_offset < 0:
@@ -260,9 +270,9 @@ def check(cfg: ModelConfig, tokenizer: Tokenizer) -> None:
 
 
 def position_table(cfg: ModelConfig) -> PositionTable | None:
-    """The table of task-given position ids of pos_encoding=coupled (None: the model reads none). A task's ids lie
+    """The table of task-given position ids of the coupled encodings (None: the model reads none). A task's ids lie
     below its sequence's token count, which block_size bounds; a training offset adds at most max_position_offset."""
-    if cfg.pos_encoding != "coupled":
+    if cfg.pos_encoding not in ("coupled", "coupled_rope"):
         return None
     return PositionTable(cfg.block_size + cfg.max_position_offset, cfg.max_position_offset)
 
