@@ -460,7 +460,7 @@ def validate(cfg: Any) -> None:
     table = position_table(m)
     if table is not None:  # the model reads the position ids the task gives: every id the run will see has a row
         top = task.max_position(point)
-        need(top is not None, f"model.pos_encoding={m.pos_encoding} needs position ids: data.task={d.task} gives none")
+        need(top is not None, f"model.pos_encoding={m.pos_encoding} needs position ids: {task.no_positions_reason()}")
         need(
             top + table.max_offset < table.rows,
             f"{d.task} at size {furthest} has position ids up to {top}, + model.max_position_offset="

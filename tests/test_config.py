@@ -182,6 +182,12 @@ def test_unknown_option_fails_at_composition():
             "^model.pos_encoding=coupled needs position ids: data.task=sort gi",
         ),
         (
+            ["model.pos_encoding=coupled_rope", "data=forward_addition"],
+            "^model.pos_encoding=coupled_rope needs position ids: data.task=forward_addition gives them only with "
+            "data.pad_sum=true$",
+        ),
+        (["model.pos_encoding=coupled_rope", "model.n_head=2", "model.n_embd=126"], "coupled_rope needs an even head"),
+        (
             ["model.pos_encoding=coupled", "model.max_position_offset=-1"],
             r"^model.max_position_offset=-1 must be >= 0$",
         ),

@@ -299,7 +299,25 @@ def test_random_trees_cover_every_shape():
     assert shapes == trees_with_edge
 
 
-COUPLED = ["copy", "reverse", "reverse_addition"]  # the tasks that give position ids
+COUPLED = ["copy", "reverse", "reverse_addition"]  # the tasks that give position ids with their defaults
+PADDED = DataConfig(task="forward_addition", pad_sum=True)
+
+
+def test_padded_forward_addition_writes_every_sum_with_n_plus_one_digits():
+    task = get_task("forward_addition", PADDED)
+    for prompt, answer in [("12+39=", "051"), ("99+11=", "110"), ("5+7=", "12"), ("0+0=", "00")]:
+        assert task.check(prompt, answer)
+    assert {len(answer) for _, answer in task.sample(3, 100, np.random.default_rng(0))} == {4}
+    assert not task.check("12+39=", "51")  # the unpadded sum is wrong here
+    assert (task.length_ok(2, "051"), task.length_ok(2, "51")) == (True, False)
+
+
+def test_padded_forward_addition_couples_digits_of_one_significance():
+    # 12 + 39 = 51 -> "051": the digits of 10^0 (2, 9, 1) have id 1, of 10^1 (1, 3, 5) id 2, the padding 0 id 3,
+    # read from the right; "=" writes the 0 (id 3), "0" writes the 5 (2), "5" the 1 (1), "1" writes EOS (0)
+    ids = get_task("forward_addition", PADDED).positions("12+39=", 4)
+    assert ids == [0, 2, 1, 0, 2, 1, 3, 2, 1, 0, 0]
+    assert get_task("forward_addition", PADDED).max_position(7) == 8
 
 
 @pytest.mark.parametrize(
@@ -322,9 +340,9 @@ def test_position_ids_worked_examples(name, prompt, slots, ids):
     assert get_task(name).positions(prompt, slots) == ids
 
 
-@pytest.mark.parametrize("name", COUPLED)
-def test_position_ids_are_one_per_token_up_to_max_position(name):
-    task = get_task(name)
+@pytest.mark.parametrize(("name", "data"), [*((name, None) for name in COUPLED), ("forward_addition", PADDED)])
+def test_position_ids_are_one_per_token_up_to_max_position(name, data):
+    task = get_task(name, data)
     rng = np.random.default_rng(0)
     for n in (1, 2, 5, 9):
         examples = task.sample(n, 200, rng)

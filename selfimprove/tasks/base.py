@@ -146,6 +146,10 @@ class Task(ABC):
         """The largest position id `positions` gives an instance of `difficulty` (None: the task gives none)."""
         return None
 
+    def no_positions_reason(self) -> str:
+        """Why this task, with these parameters, gives no position ids (said when a coupled model asks for them)."""
+        return f"data.task={self.name} gives none"
+
     def difficulty_error(self, difficulty: Difficulty) -> str | None:
         """Why instances of `difficulty` cannot be made with this task's parameters (None: they can)."""
         return None
