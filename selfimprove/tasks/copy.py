@@ -12,9 +12,9 @@ class CopyTask(DigitsTask):
         return digits
 
     def positions(self, prompt: str, answer_tokens: int) -> list[int]:
-        """Coupled: prompt digit i and answer digit i share id i + 1; "=" has id 0."""
+        """Coupled: prompt digit i and answer digit i share id i + 1; EOS is written from id n + 1, past the last."""
         places = list(range(1, len(prompt)))  # the digits before "="
-        return coupled_ids([*places, 0], places, answer_tokens)
+        return coupled_ids([*places, 0], places, answer_tokens, len(places) + 1)
 
     def max_position(self, difficulty: Difficulty) -> int:
-        return int(difficulty)
+        return int(difficulty) + 1  # the input that writes EOS

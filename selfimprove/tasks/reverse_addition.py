@@ -53,10 +53,11 @@ class ReverseAdditionTask(Task):
 
     def positions(self, prompt: str, answer_tokens: int) -> list[int]:
         """Coupled by significance: the digit of 10^i in either operand and in the sum has id i + 1 (the sum's
-        extra top digit the next one); "+" and "=" have id 0."""
+        extra top digit the next one, and EOS the one after); "+" has id 0."""
         a, b = prompt.removesuffix("=").split("+")
         places = lambda digits: list(range(1, digits + 1))  # noqa: E731
-        return coupled_ids([*places(len(a)), 0, *places(len(b)), 0], places(max(len(a), len(b)) + 1), answer_tokens)
+        width = max(len(a), len(b)) + 1
+        return coupled_ids([*places(len(a)), 0, *places(len(b)), 0], places(width), answer_tokens, width + 1)
 
     def max_position(self, difficulty: Difficulty) -> int:
-        return int(difficulty) + 1
+        return int(difficulty) + 2  # the sum's top digit n + 1, the input that writes EOS n + 2
