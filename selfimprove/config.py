@@ -156,6 +156,11 @@ class FilterConfig:
     voters: int = 1  # independently seeded models labelling every prompt
     vote_threshold: float = 0.5  # keep the most common label when more than this share of voters gave it
     min_confidence: float = 0.8  # keep labels whose least probable token has at least this probability (0: off)
+    # each prompt asked in this many presentations the task declares equivalent (a+b and b+a; copy with its digits
+    # renamed), each voter's labels mapped back to the prompt's: a voter gives a label when at least
+    # presentation_threshold of its presentations agree on its vote key (1: only the prompt itself)
+    presentations: int = 1
+    presentation_threshold: float = 1.0
 
 
 class NoiseKind(Choice):
@@ -424,6 +429,16 @@ def validate(cfg: Any) -> None:
     need(f.voters >= 1, f"si.filters.voters={f.voters} must be at least 1")
     need(0.0 < f.vote_threshold <= 1.0, f"si.filters.vote_threshold={f.vote_threshold} must lie in (0, 1]")
     need(0.0 <= f.min_confidence <= 1.0, f"si.filters.min_confidence={f.min_confidence} must lie in [0, 1]")
+    need(f.presentations >= 1, f"si.filters.presentations={f.presentations} must be at least 1")
+    need(
+        f.presentations <= task.presentations,
+        f"si.filters.presentations={f.presentations}: data.task={d.task} "
+        + (f"has {task.presentations} presentations of a prompt" if task.presentations > 1 else "declares no rewrites"),
+    )
+    need(
+        0.0 < f.presentation_threshold <= 1.0,
+        f"si.filters.presentation_threshold={f.presentation_threshold} must lie in (0, 1]",
+    )
     if cfg.base_from_voters is not None:
         picked = list(cfg.base_from_voters)
         need(bool(cfg.base_from), "base_from_voters needs base_from: the run whose voters it picks")

@@ -187,6 +187,10 @@ def test_unknown_option_fails_at_composition():
             "data.pad_sum=true$",
         ),
         (["model.pos_encoding=coupled_rope", "model.n_head=2", "model.n_embd=126"], "coupled_rope needs an even head"),
+        (["si.filters.presentations=2", "data=sort"], "^si.filters.presentations=2: data.task=sort declares no rewr"),
+        (["si.filters.presentations=3", "data=reverse_addition"], "data.task=reverse_addition has 2 presentations of"),
+        (["si.filters.presentations=0"], r"^si.filters.presentations=0 must be at least 1$"),
+        (["si.filters.presentation_threshold=0"], r"presentation_threshold=0.0 must lie in \(0, 1\]"),
         (
             ["model.pos_encoding=coupled", "model.max_position_offset=-1"],
             r"^model.max_position_offset=-1 must be >= 0$",

@@ -344,3 +344,21 @@ def test_rounds_train_at_training_round_lr_and_the_base_at_optim_lr(tmp_path):
         if record["event"] == "train":
             peaks[record["round"]] = max(peaks.get(record["round"], 0.0), record["lr"])
     assert peaks == pytest.approx({0: 2e-3, 1: 5e-4, 2: 5e-4})
+
+
+def test_presentations_keep_the_labels_both_orders_of_an_addition_agree_on(tmp_path):
+    """si.filters.presentations=2 on reversed addition asks each prompt as a+b and as b+a. Presentation 0 is the
+    prompt itself, so the round's prompts and first answers are those of the same run without presentations: what
+    it keeps is a subset of what that run keeps, with the same labels, each marked as agreed by both."""
+    args = [*QUICK, "data=reverse_addition", "data.base_max=2", "si.rounds=1", "si.filters.length=false"]
+    args += ["training.base_steps=200", "training.optim.lr=3e-3"]
+    kept = {}
+    for presentations in (1, 2):
+        run_dir = tmp_path / f"presentations{presentations}"
+        proc = run_cli(*args, f"si.filters.presentations={presentations}", f"hydra.run.dir={run_dir}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        kept[presentations] = {row["prompt"]: row for row in read_jsonl(run_dir / "data" / "round_001.jsonl")}
+    assert 0 < len(kept[2]) < len(kept[1])  # the barely trained model answers some swapped sums otherwise
+    for prompt, row in kept[2].items():
+        assert row["label"] == kept[1][prompt]["label"] and row["agreement"] == 1.0
+    assert all("agreement" not in row for row in kept[1].values())

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from selfimprove.config import FilterConfig
-from selfimprove.loop.filters import VoterLabels, filter_labels, majority_vote
+from selfimprove.loop.filters import VoterLabels, agree, filter_labels, majority_vote
 from selfimprove.tasks import get_task
 
 COPY = get_task("copy")  # length rule: a label of difficulty n has n digits
@@ -87,3 +87,26 @@ def test_the_kept_label_is_the_most_common_one_with_the_winning_key():
         2,
     )  # 1-1 between the labels with the winning product: the first
     assert majority_vote([right, wrong_product], 0.5, key=task.vote_key) == (None, 1)  # 1-1 between products
+
+
+def test_presentations_agree_or_the_voter_abstains():
+    """One voter, two presentations of three copy prompts (labels already mapped back): the first agree, the second
+    disagree (a tie), the third's second presentation fails the length rule (an abstention). Unanimity keeps only
+    the first; a threshold of 0.5 keeps the third too (1 of 2, no other label), never the tie."""
+    views = [voter(["123", "456", "789"], min_prob=[0.9, 0.9, 0.9]), voter(["123", "457", "78"], min_prob=[0.95, 1, 1])]
+    agreed, agreeing = agree(views, [3, 3, 3], COPY, FilterConfig(presentations=2, presentation_threshold=1.0))
+    assert list(agreed.finished) == [True, False, False]
+    assert agreed.labels[0] == "123" and agreed.min_prob[0] == pytest.approx(0.9)  # the least of the agreeing
+    assert agreeing.tolist() == [2, 0, 0]
+    agreed, agreeing = agree(views, [3, 3, 3], COPY, FilterConfig(presentations=2, presentation_threshold=0.5))
+    assert [agreed.labels[i] if agreed.finished[i] else None for i in range(3)] == ["123", None, "789"]
+    assert agreeing.tolist() == [2, 0, 1]
+
+
+def test_agreed_labels_then_vote_among_voters():
+    """Two voters, each agreed from its presentations: voter 1's presentations disagree on the prompt, so it
+    abstains, and the voters' vote at 0.5 keeps voter 0's label (1 of 2)."""
+    config = FilterConfig(voters=2, presentations=2, vote_threshold=0.5)
+    first, _ = agree([voter(["12"]), voter(["12"])], [2], COPY, config)
+    second, _ = agree([voter(["12"]), voter(["21"])], [2], COPY, config)
+    assert [v.label for v in filter_labels([first, second], [2], COPY, config)] == ["12"]

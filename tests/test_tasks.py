@@ -362,3 +362,45 @@ def test_other_tasks_give_no_position_ids(name):
     prompt = task.sample(difficulty, 1, np.random.default_rng(0))[0].prompt
     assert task.positions(prompt, 4) is None
     assert task.max_position(difficulty) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "prompt", "rewrite"), [("reverse_addition", "21+93=", "93+21="), ("forward_addition", "12+39=", "39+12=")]
+)
+def test_an_addition_is_presented_with_its_operands_swapped(name, prompt, rewrite):
+    task = get_task(name)
+    view = task.present(prompt, 1, np.random.default_rng(0))
+    assert view.prompt == rewrite and view.back("150") == "150"  # a + b = b + a, written the same way
+    assert task.present(prompt, 0, np.random.default_rng(0)).prompt == prompt  # presentation 0: the prompt
+
+
+@pytest.mark.parametrize("name", ["copy", "reverse"])
+def test_renamed_digits_are_a_permutation_and_back_undoes_it(name):
+    task = get_task(name)
+    rng = np.random.default_rng(0)
+    for prompt, answer in task.sample(12, 50, rng):
+        view = task.present(prompt, 1, rng)
+        renamed = dict(zip(prompt, view.prompt, strict=True))
+        assert renamed["="] == "=" and len(renamed) == len(set(renamed.values()))  # one digit, one new digit
+        assert all(renamed[a] == b for a, b in zip(prompt, view.prompt, strict=True))
+        # the rewrite's true answer (the task's rule on the renamed digits) mapped back is the prompt's
+        assert view.back(task.transform(view.prompt.removesuffix("="))) == answer
+        assert view.back(view.prompt.removesuffix("=")) == prompt.removesuffix("=")  # applied and undone: identity
+
+
+def test_copy_renamed_by_hand():
+    """`0123=` with digits renamed 0->9, 1->8, ..., 9->0 (one permutation, written out): `9876=`, and a label
+    of it, `9876`, back to `0123`."""
+    view = get_task("copy").present("0123=", 1, FixedPermutation([9, 8, 7, 6, 5, 4, 3, 2, 1, 0]))
+    assert view.prompt == "9876=" and view.back("9876") == "0123"
+
+
+class FixedPermutation:
+    """A stand-in for the generator: a rewrite draws its permutation from `rng.permutation(10)`."""
+
+    def __init__(self, order: list[int]) -> None:
+        self.order = order
+
+    def permutation(self, n: int) -> np.ndarray:
+        assert n == 10
+        return np.array(self.order)

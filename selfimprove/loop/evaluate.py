@@ -14,7 +14,7 @@ from selfimprove.tasks import Difficulty, Example, Task
 from selfimprove.tasks.difficulty import sides
 
 # Separate random streams, so that evaluation prompts never share a generator with training data.
-EVAL_STREAM, LABEL_STREAM, TRAIN_STREAM, NOISE_STREAM = 101, 202, 303, 404
+EVAL_STREAM, LABEL_STREAM, TRAIN_STREAM, NOISE_STREAM, PRESENT_STREAM = 101, 202, 303, 404, 505
 
 
 def judged(task: Task, prompts: Sequence[str], labels: Sequence[str], finished: Sequence[bool]) -> np.ndarray:

@@ -81,3 +81,28 @@ def filter_labels(
         ]
         verdicts.append(Verdict(label, votes, min(agreeing)))
     return verdicts
+
+
+def agree(
+    presentations: Sequence[VoterLabels], difficulties: Sequence[Difficulty], task: Task, cfg: FilterConfig
+) -> tuple[VoterLabels, np.ndarray]:
+    """One voter's labels from its answers to every presentation of the prompts (each already mapped back to the
+    prompt's): per prompt, the per-label checks, then a vote among the presentations at
+    `cfg.presentation_threshold`; a prompt they do not agree on is an abstention. Also the number of presentations
+    per prompt that gave the agreed label's vote key (0 where none was agreed)."""
+    per_view = [valid_labels(view, difficulties, task, cfg) for view in presentations]
+    count = len(difficulties)
+    labels, finished = [""] * count, np.zeros(count, dtype=bool)
+    min_prob, agreeing = np.zeros(count, dtype=np.float32), np.zeros(count, dtype=np.int64)
+    for i, candidates in enumerate(zip(*per_view, strict=True)):
+        label, votes = majority_vote(candidates, cfg.presentation_threshold, task.vote_key)
+        if label is None:
+            continue
+        key = task.vote_key(label)
+        labels[i], finished[i], agreeing[i] = label, True, votes
+        min_prob[i] = min(
+            float(view.min_prob[i])
+            for view, c in zip(presentations, candidates, strict=True)
+            if c is not None and task.vote_key(c) == key
+        )
+    return VoterLabels(labels, finished, min_prob), agreeing

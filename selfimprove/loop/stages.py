@@ -24,8 +24,15 @@ from selfimprove.loop import base_from, noise
 from selfimprove.loop.checkpoint import Checkpoint
 from selfimprove.loop.context import Context, seed_torch
 from selfimprove.loop.data import BaseSource, MixtureSampler, Source, round_mixture
-from selfimprove.loop.evaluate import LABEL_STREAM, NOISE_STREAM, TRAIN_STREAM, accuracy_per_difficulty, judged
-from selfimprove.loop.filters import VoterLabels, filter_labels
+from selfimprove.loop.evaluate import (
+    LABEL_STREAM,
+    NOISE_STREAM,
+    PRESENT_STREAM,
+    TRAIN_STREAM,
+    accuracy_per_difficulty,
+    judged,
+)
+from selfimprove.loop.filters import VoterLabels, agree, filter_labels
 from selfimprove.loop.runstate import (
     accuracy_after,
     base_attempt_stage,
@@ -276,24 +283,37 @@ def label(ctx: Context, round_: int) -> dict:
     prompts = [e.prompt for d, count in zip(targets, share, strict=True) for e in task.sample(d, int(count), rng)]
     budget = [task.answer_tokens(d) for d in difficulties]
 
-    voters = []
+    filters = si.filters
+    # Every voter answers the same presentations; presentation 0 is the prompts themselves.
+    present_rng = np.random.default_rng([training.seed, PRESENT_STREAM, round_])
+    shown = [[task.present(p, j, present_rng) for p in prompts] for j in range(filters.presentations)]
+    voters, answers, agreeing = [], [], np.zeros(len(prompts), dtype=np.int64)
     for voter in range(ctx.voters):
-        bar = f"{stage}.voter{voter}" if ctx.cfg.progress else None
         model = ctx.load_model(voter)
-        batch_size = ctx.data.generate_batch_size
-        out = complete(
-            model,
-            ctx.tokenizer,
-            prompts,
-            budget,
-            batch_size,
-            ctx.device,
-            training.precision,
-            bar,
-            positions=task.positions,
-        )
-        voters.append(VoterLabels(out.labels, out.finished, out.min_prob))
-    verdicts = filter_labels(voters, difficulties, task, si.filters)
+        views = []
+        for j, presentation in enumerate(shown):
+            bar = f"{stage}.voter{voter}" + (f".presentation{j}" if j else "") if ctx.cfg.progress else None
+            out = complete(
+                model,
+                ctx.tokenizer,
+                [view.prompt for view in presentation],
+                budget,
+                ctx.data.generate_batch_size,
+                ctx.device,
+                training.precision,
+                bar,
+                positions=task.positions,
+            )
+            back = [view.back(label) for view, label in zip(presentation, out.labels, strict=True)]
+            views.append(VoterLabels(back, out.finished, out.min_prob))
+        answers.append(views[0])
+        if len(views) == 1:
+            voters.append(views[0])
+            continue
+        agreed, counts = agree(views, difficulties, task, filters)
+        voters.append(agreed)
+        agreeing += counts
+    verdicts = filter_labels(voters, difficulties, task, filters)
     kept = [i for i, v in enumerate(verdicts) if v.label is not None]
     labels = [verdicts[i].label for i in kept]
     noisy = [False] * len(kept)
@@ -313,8 +333,11 @@ def label(ctx: Context, round_: int) -> dict:
         }
         for i, label, flag in zip(kept, labels, noisy, strict=True)
     ]
+    if filters.presentations > 1:  # the share of all voters' presentations that gave the kept label's vote key
+        for row, i in zip(rows, kept, strict=True):
+            row["agreement"] = round(int(agreeing[i]) / (ctx.voters * filters.presentations), 5)
     run.write_round(round_, rows)
-    voter_accuracy = [float(judged(task, prompts, v.labels, v.finished).mean()) for v in voters]
+    voter_accuracy = [float(judged(task, prompts, v.labels, v.finished).mean()) for v in answers]
     result = {
         "round": round_,
         "targets": targets,
@@ -323,7 +346,7 @@ def label(ctx: Context, round_: int) -> dict:
         "kept_fraction": len(rows) / len(prompts),
         "noisy": sum(noisy),
         "label_accuracy": float(np.mean([r["correct"] for r in rows])) if rows else None,
-        "voter_accuracy": voter_accuracy,  # share of each voter's raw labels that were right
+        "voter_accuracy": voter_accuracy,  # share of each voter's raw labels to the prompts themselves that were right
         "seconds": round(time.perf_counter() - started, 2),
     }
     ctx.metrics.log("label", stage=stage, global_step=global_step(training, round_ - 1), **result)

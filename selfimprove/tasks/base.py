@@ -2,12 +2,13 @@
 its vocabulary, its difficulty, how to sample instances, the one judge of correctness (`check`), which
 labels vote together, the structural length rule the length filter may use, its token budget, its prompt
 grammar (the prompts it writes: what `load().answer()` accepts), and optionally the position ids of its tokens
-(position coupling: `positions`)."""
+(position coupling: `positions`) and rewrites of a prompt that must give the same answer (`present`)."""
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, ClassVar, NamedTuple
 
@@ -26,6 +27,32 @@ REGISTRY: dict[str, type[Task]] = {}
 class Example(NamedTuple):
     prompt: str  # ends with "=": the model writes the answer after it
     answer: str
+
+
+class Presentation(NamedTuple):
+    """A prompt asked another way: `prompt` must have the answer of the original up to a map the task knows."""
+
+    prompt: str
+    back: Callable[[str], str]  # a label of `prompt` -> the label it stands for of the original prompt
+
+
+def unchanged(label: str) -> str:
+    return label
+
+
+def relabelled_digits(prompt: str, rng: np.random.Generator) -> Presentation:
+    """`prompt` with its digits renamed by a random permutation (digit d written perm[d]), for a task whose answer is
+    renamed the same way (copy, reverse); `back` renames a label's digits back."""
+    perm = "".join(map(str, rng.permutation(10)))
+    return Presentation(
+        prompt.translate(str.maketrans(DIGITS, perm)), lambda label: label.translate(str.maketrans(perm, DIGITS))
+    )
+
+
+def swapped_operands(prompt: str, sign: str) -> Presentation:
+    """`a<sign>b=` as `b<sign>a=`, for a commutative operation whose answer is written the same either way."""
+    a, b = prompt.removesuffix("=").split(sign)
+    return Presentation(f"{b}{sign}{a}=", unchanged)
 
 
 def random_digits(length: int, count: int, rng: np.random.Generator) -> list[str]:
@@ -152,6 +179,22 @@ class Task(ABC):
     def no_positions_reason(self) -> str:
         """Why this task, with these parameters, gives no position ids (said when a coupled model asks for them)."""
         return f"data.task={self.name} gives none"
+
+    # -- presentations (si.filters.presentations) ---------------------------------------------------
+    # How many distinct presentations of one prompt the task can write, the prompt itself included (1: no rewrites).
+    presentations: ClassVar[int] = 1
+
+    def present(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
+        """Presentation `index` (0 <= index < presentations) of `prompt`: 0 is the prompt itself, every other one a
+        rewrite that must have the same answer up to a map the task knows (never the oracle); `rng` draws what a
+        rewrite chooses at random. Applying a rewrite's `back` to the rewrite's true answer gives the prompt's."""
+        if index == 0:
+            return Presentation(prompt, unchanged)
+        return self.rewrite(prompt, index, rng)
+
+    def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
+        """Presentation `index` >= 1 of `prompt` (see `present`); tasks with `presentations` > 1 write it."""
+        raise NotImplementedError(f"{self.name} declares no rewrites of a prompt")
 
     def difficulty_error(self, difficulty: Difficulty) -> str | None:
         """Why instances of `difficulty` cannot be made with this task's parameters (None: they can)."""

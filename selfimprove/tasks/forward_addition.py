@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from selfimprove.tasks.base import Difficulty, Example, Task, coupled_ids, random_numbers
+from selfimprove.tasks.base import (
+    Difficulty,
+    Example,
+    Presentation,
+    Task,
+    coupled_ids,
+    random_numbers,
+    swapped_operands,
+)
 
 
 @dataclass
@@ -26,6 +34,7 @@ class ForwardAdditionParameters:
 class ForwardAdditionTask(Task):
     name = "forward_addition"
     Parameters = ForwardAdditionParameters
+    presentations = 2  # a+b and b+a
     prompt_pattern = re.compile(r"(0|[1-9][0-9]*)\+(0|[1-9][0-9]*)=")
     prompt_rule = "two numbers of as many digits, no leading zero, joined by '+', then '=', e.g. 12+39="
 
@@ -73,3 +82,6 @@ class ForwardAdditionTask(Task):
 
     def no_positions_reason(self) -> str:
         return "data.task=forward_addition gives them only with data.pad_sum=true"
+
+    def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
+        return swapped_operands(prompt, "+")

@@ -11,7 +11,15 @@ import re
 
 import numpy as np
 
-from selfimprove.tasks.base import Difficulty, Example, Task, coupled_ids, random_digits
+from selfimprove.tasks.base import (
+    Difficulty,
+    Example,
+    Presentation,
+    Task,
+    coupled_ids,
+    random_digits,
+    swapped_operands,
+)
 
 
 def reversed_sum(a_rev: str, b_rev: str) -> str:
@@ -22,6 +30,7 @@ def reversed_sum(a_rev: str, b_rev: str) -> str:
 
 class ReverseAdditionTask(Task):
     name = "reverse_addition"
+    presentations = 2  # a+b and b+a
     prompt_pattern = re.compile(r"([0-9]+)\+([0-9]+)=")
     prompt_rule = "two numbers of as many digits, least significant first, joined by '+', then '=', e.g. 21+93="
 
@@ -61,3 +70,6 @@ class ReverseAdditionTask(Task):
 
     def max_position(self, difficulty: Difficulty) -> int:
         return int(difficulty) + 2  # the sum's top digit n + 1, the input that writes EOS n + 2
+
+    def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
+        return swapped_operands(prompt, "+")
