@@ -131,9 +131,9 @@ def test_collate_carries_position_ids_aligned_with_the_inputs():
     examples = [Example("12=", "12"), Example("3=", "3")]
     ids = [np.array(COPY.positions(prompt, len(answer) + 1)) for prompt, answer in examples]
     batch = collate(tok, examples, positions=ids)
-    # BOS 1 2 = 1 2 (EOS, only a target): 0 1 2, then "=" writes the 1 (1), "1" the 2 (2), "2" the EOS (3, after
-    # the last digit's 2); BOS 3 = 3 EOS PAD: 0 1, "=" writes the 3 (1), "3" the EOS (2), the EOS slot 0, padding 0
-    assert batch.positions.tolist() == [[0, 1, 2, 1, 2, 3], [0, 1, 1, 2, 0, 0]]
+    # BOS 1 2 = 1 2 (EOS, only a target): 0 1 2, then "=" writes the 1 (1), "1" the 2 (2), "2" the EOS (0);
+    # BOS 3 = 3 EOS PAD: 0 1, "=" writes the 3 (1), "3" the EOS (0), the EOS slot 0, and padding 0
+    assert batch.positions.tolist() == [[0, 1, 2, 1, 2, 0], [0, 1, 1, 0, 0, 0]]
     assert collate(tok, examples).positions is None
 
 

@@ -324,18 +324,16 @@ def test_padded_forward_addition_couples_digits_of_one_significance():
     ("name", "prompt", "slots", "ids"),
     [
         # BOS 0; prompt digits 1 2 3; then each input carries the id of the token it writes next: "=" writes the
-        # answer's "0" (id 1), "0" writes "1" (2), "1" writes "2" (3), "2" writes EOS (4: the place after the
-        # answer's last), the EOS slot 0
-        ("copy", "012=", 4, [0, 1, 2, 3, 1, 2, 3, 4, 0]),
-        # the answer "210": its "2" is the prompt's third digit (3), its "1" the second (2), its "0" the first (1);
-        # EOS comes next in that order: 0
+        # answer's "0" (id 1), "0" writes "1" (2), "1" writes "2" (3), "2" writes EOS (0), the EOS slot 0
+        ("copy", "012=", 4, [0, 1, 2, 3, 1, 2, 3, 0, 0]),
+        # the answer "210": its "2" is the prompt's third digit (3), its "1" the second (2), its "0" the first (1)
         ("reverse", "012=", 4, [0, 1, 2, 3, 3, 2, 1, 0, 0]),
         # answer slots past the EOS (decoding's slack) have no place: 0
         ("reverse", "01=", 5, [0, 1, 2, 2, 1, 0, 0, 0, 0]),
         # 12 + 39 = 51 -> "150": the digits of 10^0 (2, 9, 1) have id 1, of 10^1 (1, 3, 5) id 2, the carry digit 0
-        # id 3; "=" writes the 1 (id 1), "1" writes the 5 (2), "5" writes the 0 (3), "0" writes EOS (4)
-        ("reverse_addition", "21+93=", 4, [0, 1, 2, 0, 1, 2, 1, 2, 3, 4, 0]),
-        ("reverse_addition", "999+1=", 5, [0, 1, 2, 3, 0, 1, 1, 2, 3, 4, 5, 0]),  # "0001": widths 3 and 1
+        # id 3; "=" writes the 1 (id 1), "1" writes the 5 (2), "5" writes the 0 (3), "0" writes EOS (0)
+        ("reverse_addition", "21+93=", 4, [0, 1, 2, 0, 1, 2, 1, 2, 3, 0, 0]),
+        ("reverse_addition", "999+1=", 5, [0, 1, 2, 3, 0, 1, 1, 2, 3, 4, 0, 0]),  # "0001": widths 3 and 1
     ],
 )
 def test_position_ids_worked_examples(name, prompt, slots, ids):

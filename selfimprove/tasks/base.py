@@ -70,16 +70,15 @@ def random_numbers(digits: int, count: int, rng: np.random.Generator) -> list[st
     return [f"{lead}{rest}" for lead, rest in zip(leads, random_digits(digits - 1, count, rng), strict=True)]
 
 
-def coupled_ids(prompt_ids: list[int], answer_ids: list[int], answer_tokens: int, after_last: int) -> list[int]:
+def coupled_ids(prompt_ids: list[int], answer_ids: list[int], answer_tokens: int) -> list[int]:
     """Position ids for BOS (0), a prompt's tokens and `answer_tokens` answer slots, from each prompt token's own id
     (`prompt_ids`) and each answer token's (`answer_ids`, in writing order). A token is written by the input before
     it, so where the answer begins every input carries the id of the token it is about to write: the last prompt
-    token ("=") the first answer token's, answer slot j the id of slot j + 1. The input that writes EOS carries
-    `after_last`, the id that comes next in the answer's order (copy: one past its last digit's): it finds no
-    prompt token where the answer would go on, the same at every size. Slots past EOS (whatever decoding writes after
-    it) have 0. A query then finds the prompt tokens it needs by their ids (Cho et al. 2024)."""
-    written = [*answer_ids[1:], after_last]  # what each answer slot's input writes, EOS last
-    about_to_write = [written[j] if j < len(written) else 0 for j in range(answer_tokens)]
+    token ("=") the first answer token's, answer slot j the id of slot j + 1. The input that writes EOS has id 0,
+    BOS's, and so have the slots past it (whatever decoding writes after EOS): "my id is BOS's" is a rule for ending
+    that holds at every size (an id one past the answer's last generalised worse: docs/trials.md). A query then finds
+    the prompt tokens it needs by their ids (Cho et al. 2024)."""
+    about_to_write = [answer_ids[j + 1] if j + 1 < len(answer_ids) else 0 for j in range(answer_tokens)]
     return [0, *prompt_ids[:-1], answer_ids[0], *about_to_write]
 
 

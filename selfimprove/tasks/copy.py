@@ -17,12 +17,12 @@ class CopyTask(DigitsTask):
         return digits
 
     def positions(self, prompt: str, answer_tokens: int) -> list[int]:
-        """Coupled: prompt digit i and answer digit i share id i + 1; EOS is written from id n + 1, past the last."""
+        """Coupled: prompt digit i and answer digit i share id i + 1."""
         places = list(range(1, len(prompt)))  # the digits before "="
-        return coupled_ids([*places, 0], places, answer_tokens, len(places) + 1)
+        return coupled_ids([*places, 0], places, answer_tokens)
 
     def max_position(self, difficulty: Difficulty) -> int:
-        return int(difficulty) + 1  # the input that writes EOS
+        return int(difficulty)
 
     def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
         return relabelled_digits(prompt, rng)

@@ -68,14 +68,13 @@ class ForwardAdditionTask(Task):
 
     def positions(self, prompt: str, answer_tokens: int) -> list[int] | None:
         """With a padded sum: coupled by significance, the digit of 10^i in either operand and in the sum has id
-        i + 1, read from the right; "+" has id 0, and so has the input that writes EOS (past the units). Unpadded,
-        where the sum's first digit sits depends on whether it has a new leading digit, which is part of the answer:
-        no ids."""
+        i + 1, read from the right; "+" has id 0. Unpadded, where the sum's first digit sits depends on whether it
+        has a new leading digit, which is part of the answer: no ids."""
         if not self.params.pad_sum:
             return None
         a, b = prompt.removesuffix("=").split("+")
         places = lambda digits: list(range(digits, 0, -1))  # noqa: E731
-        return coupled_ids([*places(len(a)), 0, *places(len(b)), 0], places(len(a) + 1), answer_tokens, 0)
+        return coupled_ids([*places(len(a)), 0, *places(len(b)), 0], places(len(a) + 1), answer_tokens)
 
     def max_position(self, difficulty: Difficulty) -> int | None:
         return int(difficulty) + 1 if self.params.pad_sum else None

@@ -17,10 +17,9 @@ class ReverseTask(DigitsTask):
         return digits[::-1]
 
     def positions(self, prompt: str, answer_tokens: int) -> list[int]:
-        """Coupled: prompt digit i and the answer digit it becomes share id i + 1; EOS is written from id 0, past the
-        first digit, where the answer ends."""
+        """Coupled: prompt digit i and the answer digit it becomes share id i + 1."""
         places = list(range(1, len(prompt)))  # the digits before "="
-        return coupled_ids([*places, 0], places[::-1], answer_tokens, 0)
+        return coupled_ids([*places, 0], places[::-1], answer_tokens)
 
     def max_position(self, difficulty: Difficulty) -> int:
         return int(difficulty)

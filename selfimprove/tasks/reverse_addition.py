@@ -62,14 +62,13 @@ class ReverseAdditionTask(Task):
 
     def positions(self, prompt: str, answer_tokens: int) -> list[int]:
         """Coupled by significance: the digit of 10^i in either operand and in the sum has id i + 1 (the sum's
-        extra top digit the next one, and EOS the one after); "+" has id 0."""
+        extra top digit the next one); "+" has id 0."""
         a, b = prompt.removesuffix("=").split("+")
         places = lambda digits: list(range(1, digits + 1))  # noqa: E731
-        width = max(len(a), len(b)) + 1
-        return coupled_ids([*places(len(a)), 0, *places(len(b)), 0], places(width), answer_tokens, width + 1)
+        return coupled_ids([*places(len(a)), 0, *places(len(b)), 0], places(max(len(a), len(b)) + 1), answer_tokens)
 
     def max_position(self, difficulty: Difficulty) -> int:
-        return int(difficulty) + 2  # the sum's top digit n + 1, the input that writes EOS n + 2
+        return int(difficulty) + 1
 
     def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
         return swapped_operands(prompt, "+")
