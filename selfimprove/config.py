@@ -153,6 +153,7 @@ class TrainingConfig:
 @dataclass
 class FilterConfig:
     length: bool = True  # keep only labels of the task's answer length
+    consistency: bool = True  # keep only labels whose parts agree (Task.consistent: a scratchpad and its answer)
     voters: int = 1  # independently seeded models labelling every prompt
     vote_threshold: float = 0.5  # keep the most common label when more than this share of voters gave it
     min_confidence: float = 0.8  # keep labels whose least probable token has at least this probability (0: off)

@@ -362,3 +362,20 @@ def test_presentations_keep_the_labels_both_orders_of_an_addition_agree_on(tmp_p
     for prompt, row in kept[2].items():
         assert row["label"] == kept[1][prompt]["label"] and row["agreement"] == 1.0
     assert all("agreement" not in row for row in kept[1].values())
+
+
+def test_a_scratchpad_run_keeps_only_consistent_labels_and_audits_the_final_sum(tmp_path):
+    """data=forward_addition data.scratchpad=true with the length filter off: every kept label's two sums agree
+    (the consistency filter), and its `correct` flag is the final sum's verdict, written here from the rules."""
+    run_dir = tmp_path / "run"
+    overrides = ["data=forward_addition", "data.scratchpad=true", "data.base_max=2", "si.rounds=1"]
+    overrides += ["si.filters.length=false", "training.base_steps=300", "training.optim.lr=3e-3"]
+    proc = run_cli(*QUICK, *overrides, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_jsonl(run_dir / "data" / "round_001.jsonl")
+    assert rows, "nothing was kept"
+    for row in rows:
+        reversed_sum, separator, final = row["label"].partition("=")
+        assert separator and reversed_sum.isdigit() and str(int(reversed_sum[::-1])) == final, row
+        a, b = row["prompt"].removesuffix("=").split("+")
+        assert row["correct"] == (final == str(int(a) + int(b))), row

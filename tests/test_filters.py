@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from selfimprove.config import FilterConfig
+from selfimprove.config import DataConfig, FilterConfig
 from selfimprove.loop.filters import VoterLabels, agree, filter_labels, majority_vote
 from selfimprove.tasks import get_task
 
@@ -110,3 +110,12 @@ def test_agreed_labels_then_vote_among_voters():
     first, _ = agree([voter(["12"]), voter(["12"])], [2], COPY, config)
     second, _ = agree([voter(["12"]), voter(["21"])], [2], COPY, config)
     assert [v.label for v in filter_labels([first, second], [2], COPY, config)] == ["12"]
+
+
+def test_the_consistency_rule_drops_a_scratchpad_whose_sums_disagree_and_can_be_switched_off():
+    scratchpad = get_task("forward_addition", DataConfig(task="forward_addition", scratchpad=True))
+    voters = [voter(["150=51", "150=52"])]
+    on = filter_labels(voters, [2, 2], scratchpad, FilterConfig())
+    assert [v.label for v in on] == ["150=51", None]
+    off = filter_labels(voters, [2, 2], scratchpad, FilterConfig(consistency=False))
+    assert [v.label for v in off] == ["150=51", "150=52"]

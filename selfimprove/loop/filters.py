@@ -1,5 +1,5 @@
-"""Which self-generated labels to keep: validity (EOS, the task's length rule, confidence), then a
-majority vote.
+"""Which self-generated labels to keep: validity (EOS, the task's length and consistency rules, confidence), then
+a majority vote.
 
 Every voter's label first passes the per-label checks; a label that fails them is an abstention.
 Labels vote together when the task gives them the same vote key (multiplication: the same product).
@@ -41,6 +41,7 @@ def valid_labels(
     for i, label in enumerate(voter.labels):
         ok = bool(voter.finished[i])
         ok = ok and (not cfg.length or task.length_ok(difficulties[i], label))
+        ok = ok and (not cfg.consistency or task.consistent(label))
         ok = ok and float(voter.min_prob[i]) >= cfg.min_confidence
         out.append(label if ok else None)
     return out

@@ -146,6 +146,11 @@ class Task(ABC):
         return label
 
     # -- structure ------------------------------------------------------------------------------
+    def consistent(self, label: str) -> bool:
+        """Whether the parts of `label` agree with each other (a scratchpad and the answer it leads to): a rule on the
+        label alone, never the oracle, which the consistency filter applies. True for a label of one part."""
+        return True
+
     @abstractmethod
     def length_ok(self, difficulty: Difficulty, label: str) -> bool:
         """The structural length rule the length filter applies (never the oracle)."""
