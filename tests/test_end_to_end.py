@@ -1,5 +1,6 @@
 """A tiny real run of base + 2 rounds through `python run.py`, and the files and numbers it writes."""
 
+import itertools
 import json
 import os
 
@@ -379,3 +380,30 @@ def test_a_scratchpad_run_keeps_only_consistent_labels_and_audits_the_final_sum(
         assert separator and reversed_sum.isdigit() and str(int(reversed_sum[::-1])) == final, row
         a, b = row["prompt"].removesuffix("=").split("+")
         assert row["correct"] == (final == str(int(a) + int(b))), row
+
+
+def follows_its_records(trace: str) -> bool:
+    """A trace label's path follows its records (written from the format: `E,w:u,...#S>...>E`)."""
+    records, _, path = trace.partition("#")
+    reached_from = dict(record.split(":", 1) for record in records.split(",")[1:] if ":" in record)
+    nodes = path.split(">")
+    return nodes[-1] == records.split(",")[0] and all(reached_from.get(a) == b for a, b in itertools.pairwise(nodes))
+
+
+def test_a_maze_trace_run_drops_the_searches_its_path_does_not_follow(tmp_path):
+    """data=maze data.maze_answer=trace, the length filter off, with and without the consistency filter: round 1's
+    prompts and first labels are the same in both runs, and the filter keeps exactly those whose path follows their
+    records; `correct` is whether the path is the maze's (`maze_path` above)."""
+    overrides = ["data=maze", "data.maze_answer=trace", "data.maze_difficulty=path", "data.side_nodes=1"]
+    overrides += ["data.base_max=2", "si.rounds=1", "si.filters.length=false", "training.base_steps=300", *LONGER[1:]]
+    kept = {}
+    for consistency in ("false", "true"):
+        run_dir = tmp_path / consistency
+        proc = run_cli(*QUICK, *overrides, f"si.filters.consistency={consistency}", f"hydra.run.dir={run_dir}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        kept[consistency] = read_jsonl(run_dir / "data" / "round_001.jsonl")
+    assert kept["false"], "nothing was kept"
+    assert kept["true"] == [row for row in kept["false"] if follows_its_records(row["label"])]
+    assert any(not follows_its_records(row["label"]) for row in kept["false"])  # the filter had work to do
+    for row in kept["false"]:
+        assert row["correct"] == (row["label"].partition("#")[2] == maze_path(row["prompt"])), row

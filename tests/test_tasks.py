@@ -402,3 +402,47 @@ class FixedPermutation:
     def permutation(self, n: int) -> np.ndarray:
         assert n == 10
         return np.array(self.order)
+
+
+TRACE = DataConfig(task="maze", maze_answer="trace", maze_difficulty="path", side_nodes=1)
+BRANCHING = "1>4#2:1,3-1:2-3:2,4,5-4:3-5:3="  # the path 1-2-3-4 and 5 off node 3: 3 hops, 5 nodes
+
+
+@pytest.mark.parametrize(
+    ("prompt", "trace"),
+    [
+        ("3>7#3:5-5:3,7-7:5=", "7,5:7,3:5#3>5>7"),
+        # from E=4: 3 (4's only neighbour); then 3's neighbours in their listed order, 2 and 5 (4 is recorded);
+        # then 2's: 1; then 5's and 1's: none new. Read back from S=1: 1 was reached from 2, 2 from 3, 3 from 4
+        (BRANCHING, "4,3:4,2:3,5:3,1:2#1>2>3>4"),
+    ],
+)
+def test_maze_trace_worked_examples(prompt, trace):
+    task = get_task("maze", TRACE)
+    assert task.check(prompt, trace) and task.consistent(trace)
+    assert task.vote_key(trace) == trace.partition("#")[2]
+
+
+def test_maze_trace_rules_judge_the_path_and_check_the_records_without_the_maze():
+    task = get_task("maze", TRACE)
+    assert task.check(BRANCHING, "4,3:4,2:3,5:3,1:5#1>2>3>4")  # a wrong record: the path is still right
+    assert not task.consistent("4,3:4,2:3,5:3,1:5#1>2>3>4")  # but 1 was not reached from 2 there
+    assert not task.consistent("4,2:3,3:4,5:3,1:2#1>2>3>4")  # 2 reached from 3 before 3 is recorded
+    assert not task.consistent("4,3:4,2:3,3:2,1:2#1>2>3>4")  # 3 recorded twice
+    assert not task.consistent("4,3:4,2:3,5:3,1:2#1>2>3")  # the path does not end at the search's root
+    assert not task.consistent("4,3:4,23,5:3,1:2#1>2>3>4")  # a record without its ":"
+    assert not task.check(BRANCHING, "4,3:4,2:3,5:3,1:2#1>2>5>4")
+    assert task.length_ok(3, "4,3:4,2:3,5:3,1:2#1>2>3>4")
+    assert not task.length_ok(3, "4,3:4,2:3,1:2#1>2>3>4")  # a node left out of the search
+    assert not task.length_ok(3, "4,3:4,2:3,5:3,1:2#1>2>4")
+
+
+def test_maze_trace_samples_follow_their_own_rules_and_fit_the_token_budget():
+    task = get_task("maze", TRACE)
+    tok = Tokenizer(task.vocabulary)
+    rng = np.random.default_rng(0)
+    for hops in (1, 2, 5, 9):
+        for prompt, answer in task.sample(hops, 30, rng):
+            assert task.check(prompt, answer) and task.consistent(answer) and task.length_ok(hops, answer)
+            assert len(tok.encode(answer)) == task.answer_tokens(hops)
+    assert get_task("maze").check("3>7#3:5-5:3,7-7:5=", "3>5>7")  # the paper's answer stays the default

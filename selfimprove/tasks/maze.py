@@ -9,6 +9,14 @@ count, with `data.hops` hops (`data.maze_difficulty=nodes`, the paper's second v
 of hops + 1 + `data.side_nodes` nodes (`data.maze_difficulty=path`: the S-E path and a few nodes off it,
 so that a prompt grows with the hops instead of being as long as the largest maze from the first step).
 
+`data.maze_answer=trace` writes, before the path, a breadth-first search from E: `E`, then `,w:u` for each node w
+in the order the search reaches it from u (first in, first out; each node's neighbours in the prompt's order),
+then `#` and the path read back from S through those records (S, the node S was reached from, ..., E):
+    `1>4#2:1,3-1:2-3:2,4,5-4:3-5:3=` -> `4,3:4,2:3,5:3,1:2#1>2>3>4`
+Every token of it is one local step: a record needs a recorded node and its listed neighbours, a path step the
+record of the node before it; choosing the path's next node no longer means looking ahead to E. `check` judges
+the path; the records are checked against the path with no maze (`consistent`), and their count by the length rule.
+
 The tree is drawn with Wilson's algorithm started from a random S-E path of the wanted length, which
 gives a uniformly random labelled tree among those where S and E are that many hops apart.
 """
@@ -36,12 +44,20 @@ class MazeDifficulty(Choice):
     path = "path"  # hops, in trees of the S-E path and data.side_nodes nodes off it: prompts grow with the hops
 
 
+class MazeAnswer(Choice):
+    path = "path"  # the path S>...>E (the paper's)
+    # a breadth-first search from E recording each node with the node it was reached from, then the path read back
+    # from S through those records: every token one local step (module docstring)
+    trace = "trace"
+
+
 @dataclass
 class MazeParameters:
     maze_difficulty: MazeDifficulty = MazeDifficulty.hops
     nodes: int = 20  # nodes per maze when the difficulty is hops
     hops: int = 5  # hops from S to E when the difficulty is nodes
     side_nodes: int = 3  # nodes off the S-E path when the difficulty is path
+    maze_answer: MazeAnswer = MazeAnswer.path
 
 
 # The one parameter beside maze_difficulty that each kind of difficulty reads: the shape it holds fixed.
@@ -74,13 +90,51 @@ def random_tree(nodes: int, hops: int, rng: np.random.Generator) -> list[list[in
 
 def parse_prompt(prompt: str) -> tuple[str, str, dict[str, set[str]]]:
     """Start, end and the adjacency of a maze prompt."""
+    start, end, lists = adjacency_lists(prompt)
+    return start, end, {node: set(adjacent) for node, adjacent in lists.items()}
+
+
+def adjacency_lists(prompt: str) -> tuple[str, str, dict[str, list[str]]]:
+    """Start, end and each node's neighbours in the order the prompt lists them."""
     head, _, body = prompt.removesuffix("=").partition("#")
     start, _, end = head.partition(">")
-    graph = {}
+    lists = {}
     for entry in body.split("-"):
         node, _, adjacent = entry.partition(":")
-        graph[node] = set(adjacent.split(","))
-    return start, end, graph
+        lists[node] = adjacent.split(",")
+    return start, end, lists
+
+
+def search_trace(prompt: str) -> str:
+    """The trace answer: a breadth-first search from E, `E` then `,w:u` for every node w in the order it is reached
+    (u the node it was reached from; the queue first in, first out, each node's neighbours in the prompt's order),
+    then `#` and the path from S read back through those records: S, the node S was reached from, ..., E."""
+    start, end, lists = adjacency_lists(prompt)
+    parent, queue = {end: end}, [end]
+    for u in queue:
+        for w in lists[u]:
+            if w not in parent:
+                parent[w] = u
+                queue.append(w)
+    path = [start]
+    while path[-1] != end:
+        path.append(parent[path[-1]])
+    records = [end] + [f"{w}:{parent[w]}" for w in queue[1:]]
+    return ",".join(records) + "#" + ">".join(path)
+
+
+def trace_parents(label: str) -> dict[str, str] | None:
+    """The records of a trace label as node -> the node it was reached from (the root E -> itself), None unless
+    they are a search: a root, then distinct nodes each reached from one recorded before it."""
+    records = label.partition("#")[0].split(",")
+    root = records[0]
+    parent = {root: root}
+    for record in records[1:]:
+        node, sep, source = record.partition(":")
+        if not sep or node in parent or source not in parent:
+            return None
+        parent[node] = source
+    return parent
 
 
 def distances(graph: dict[str, set[str]], start: str) -> dict[str, int]:
@@ -111,7 +165,7 @@ class MazeTask(Task):
             self.min_difficulty = self.hops + 1
 
     def settings(self) -> tuple[str, ...]:
-        return ("maze_difficulty", FIXED[self.variant])
+        return ("maze_difficulty", FIXED[self.variant], "maze_answer")
 
     @property
     def vocabulary(self) -> list[str]:
@@ -191,11 +245,13 @@ class MazeTask(Task):
             adjacent = ",".join(str(label[u]) for u in rng.permutation(neighbours[v]).tolist())
             entries.append(f"{label[v]}:{adjacent}")
         prompt = f"{label[0]}>{label[hops]}#" + "-".join(entries) + "="
-        return Example(prompt, ">".join(str(label[v]) for v in range(hops + 1)))
+        path = ">".join(str(label[v]) for v in range(hops + 1))
+        return Example(prompt, search_trace(prompt) if self.params.maze_answer == "trace" else path)
 
     def check(self, prompt: str, label: str) -> bool:
+        """The path is one (a trace's records are not judged: `consistent` checks them against its path)."""
         start, end, graph = parse_prompt(prompt)
-        path = label.split(">")
+        path = self.path_of(label).split(">")
         return (
             path[0] == start
             and path[-1] == end
@@ -204,11 +260,34 @@ class MazeTask(Task):
             and all(b in graph[a] for a, b in itertools.pairwise(path))
         )
 
+    def path_of(self, label: str) -> str:
+        return label.rpartition("#")[2] if self.params.maze_answer == "trace" else label
+
+    def vote_key(self, label: str) -> str:
+        return self.path_of(label)
+
+    def consistent(self, label: str) -> bool:
+        """A trace's records are a search from the path's last node, and the path follows them: each node the one
+        the one before it was reached from. No maze is read."""
+        if self.params.maze_answer != "trace":
+            return True
+        parent = trace_parents(label)
+        path = self.path_of(label).split(">")
+        if parent is None or path[-1] != label.partition(",")[0].partition("#")[0]:
+            return False
+        return all(parent.get(a) == b for a, b in itertools.pairwise(path))
+
     def length_ok(self, difficulty: Difficulty, label: str) -> bool:
-        return len(label.split(">")) == self.shape(difficulty)[1] + 1
+        nodes, hops = self.shape(difficulty)
+        if len(self.path_of(label).split(">")) != hops + 1:
+            return False
+        # a trace records every node: the root, then the nodes - 1 others
+        return self.params.maze_answer != "trace" or label.partition("#")[0].count(",") == nodes - 1
 
     def answer_tokens(self, difficulty: Difficulty) -> int:
-        return 2 * self.shape(difficulty)[1] + 1
+        nodes, hops = self.shape(difficulty)
+        path = 2 * hops + 1
+        return path if self.params.maze_answer != "trace" else 1 + 4 * (nodes - 1) + 1 + path
 
     def prompt_tokens(self, difficulty: Difficulty) -> int:
         # "S>E#", then per node "v:" and 2*degree - 1 neighbour tokens, nodes - 1 "-", and "=":
