@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One short GPU check: the small model at batch 1024 — training tokens/s and MFU, labelling throughput —
 # a short paper_copy run (base + 2 rounds), every task's experiment=paper_<task> preset for a few steps
-# (base + 1 round, so a GPU run of the paper's settings is one command away), and the same for the pretrained
+# (base + 1 round, so a GPU run of the paper's settings is one command away), the arithmetic ones again with
+# coupled positions (model.pos_encoding=coupled_rope), and the same for the pretrained
 # presets (model=hf: LoRA on a Hugging Face Llama) on the models named by HF_MODEL_1B / HF_MODEL_3B, or else
 # on a tiny random Llama built here. Figures go to stdout and to $OUT (a temporary dir if unset).
 #
@@ -10,6 +11,7 @@
 #   TASKS="copy maze" bash benchmarks/gpu_check.sh ...   # only these tasks' presets
 #   HF_MODEL_1B=/models/Llama-3.2-1B bash benchmarks/gpu_check.sh   # the 1B preset on the real model
 #   PRETRAINED=paper_pretrained_1b bash benchmarks/gpu_check.sh ...  # only these pretrained presets (empty: none)
+#   COUPLED=reverse_addition bash benchmarks/gpu_check.sh ...  # only these coupled-position presets (empty: none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$(mktemp -d)}
@@ -37,6 +39,13 @@ for task in ${TASKS:-copy reverse reverse_addition forward_addition multiplicati
   "$PYTHON" run.py experiment=paper_$task si.rounds=1 si.collapse_threshold=0 "${FEW_STEPS[@]}" progress=false \
     hydra.run.dir="$OUT/paper_$task" > "$OUT/paper_$task.log"
 done
+# Position coupling (issue #34): the paper's arithmetic presets with coupled RoPE ids.
+for task in ${COUPLED-reverse_addition forward_addition}; do
+  coupled=(model.pos_encoding=coupled_rope)
+  [[ $task == forward_addition ]] && coupled+=(data.pad_sum=true)  # the form whose ids can be coupled
+  "$PYTHON" run.py experiment=paper_$task "${coupled[@]}" si.rounds=1 si.collapse_threshold=0 "${FEW_STEPS[@]}" \
+    progress=false hydra.run.dir="$OUT/coupled_$task" > "$OUT/coupled_$task.log"
+done
 for preset in ${PRETRAINED-paper_pretrained_1b paper_pretrained_3b}; do
   case $preset in
     paper_pretrained_1b) model=${HF_MODEL_1B:-} ;;
@@ -50,7 +59,7 @@ for preset in ${PRETRAINED-paper_pretrained_1b paper_pretrained_3b}; do
   "$PYTHON" run.py experiment=$preset model.path="$model" si.rounds=1 si.collapse_threshold=0 "${FEW_STEPS[@]}" \
     progress=false hydra.run.dir="$OUT/$preset" > "$OUT/$preset.log"
 done
-"$PYTHON" - "$OUT"/run "$OUT"/paper_* <<'PY'
+"$PYTHON" - "$OUT"/run "$OUT"/paper_* "$OUT"/coupled_* <<'PY'
 import json, sys
 from pathlib import Path
 for run in map(Path, sys.argv[1:]):

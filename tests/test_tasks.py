@@ -1,6 +1,7 @@
 """Every task's format, pinned by worked examples written by hand from the rules (docs/tasks.md)."""
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -447,3 +448,19 @@ def test_maze_trace_samples_follow_their_own_rules_and_fit_the_token_budget():
             assert task.check(prompt, answer) and task.consistent(answer) and task.length_ok(hops, answer)
             assert len(tok.encode(answer)) == task.answer_tokens(hops)
     assert get_task("maze").check("3>7#3:5-5:3,7-7:5=", "3>5>7")  # the paper's answer stays the default
+
+
+def test_a_maze_is_presented_with_its_nodes_renamed_and_back_undoes_it():
+    for data in (None, TRACE):
+        task = get_task("maze", data)
+        rng = np.random.default_rng(0)
+        for prompt, answer in task.sample(3, 20, rng):
+            view = task.present(prompt, 1, rng)
+            assert view.prompt != prompt and task.prompt_error(view.prompt) is None  # another maze of the same shape
+            renamed = dict(zip(re.findall("[0-9]+", prompt), re.findall("[0-9]+", view.prompt), strict=True))
+            assert len(set(renamed.values())) == len(renamed)  # one new name each
+            assert re.sub("[0-9]+", "", view.prompt) == re.sub("[0-9]+", "", prompt)  # the same separators
+            # the renamed maze's answer is this one's with its nodes renamed (its search visits them in the same
+            # order), and back renames it to this one's
+            theirs = "".join(renamed.get(part, part) for part in re.split("([0-9]+)", answer))
+            assert task.check(view.prompt, theirs) and view.back(theirs) == answer

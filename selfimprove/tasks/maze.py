@@ -24,13 +24,14 @@ gives a uniformly random labelled tree among those where S and E are that many h
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from selfimprove.choices import Choice
-from selfimprove.tasks.base import Difficulty, Example, Task
+from selfimprove.tasks.base import Difficulty, Example, Presentation, Task
 
 MAX_LABEL = 99
 SEPARATORS = ">#:,-="
@@ -148,9 +149,15 @@ def distances(graph: dict[str, set[str]], start: str) -> dict[str, int]:
     return hops
 
 
+def renamed(text: str, names: dict[str, str]) -> str:
+    """`text` with every node label (a number) replaced by its name in `names`."""
+    return re.sub(r"[0-9]+", lambda match: names[match[0]], text)
+
+
 class MazeTask(Task):
     name = "maze"
     Parameters = MazeParameters
+    presentations = math.factorial(MAX_LABEL)  # the maze with its nodes renamed: every permutation of 1-99
     prompt_pattern = re.compile(f"{_NODE}>{_NODE}#{_ENTRY}(?:-{_ENTRY})*=")
     prompt_rule = (
         "S>E#, then every node of a tree as node:neighbours (numbers 1-99, ',' between neighbours, '-' between "
@@ -293,3 +300,10 @@ class MazeTask(Task):
         # "S>E#", then per node "v:" and 2*degree - 1 neighbour tokens, nodes - 1 "-", and "=":
         # 4 + (2 * nodes + 2 * 2 * (nodes - 1) - nodes) + (nodes - 1) + 1 = 6 * nodes.
         return 6 * self.shape(difficulty)[0]
+
+    def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
+        """The same maze with its node labels renamed by a random permutation of 1-99; a label's names renamed back."""
+        new = [str(label) for label in rng.permutation(MAX_LABEL) + 1]
+        names = {str(label): new[label - 1] for label in range(1, MAX_LABEL + 1)}
+        back = {name: old for old, name in names.items()}
+        return Presentation(renamed(prompt, names), lambda label: renamed(label, back))
