@@ -333,9 +333,8 @@ def test_padded_forward_addition_couples_digits_of_one_significance():
         ("reverse", "01=", 5, [0, 1, 2, 2, 1, 0, 0, 0, 0]),
         # 12 + 39 = 51 -> "150": the digits of 10^0 (2, 9, 1) have id 1, of 10^1 (1, 3, 5) id 2, the carry digit 0
         # id 3; "=" writes the 1 (id 1), "1" writes the 5 (2), "5" writes the 0 (3), "0" writes EOS (0)
-        # "+" follows the first operand's top digit: the sum's top digit's id, 3
-        ("reverse_addition", "21+93=", 4, [0, 1, 2, 3, 1, 2, 1, 2, 3, 0, 0]),
-        ("reverse_addition", "999+1=", 5, [0, 1, 2, 3, 4, 1, 1, 2, 3, 4, 0, 0]),  # "0001": widths 3 and 1
+        ("reverse_addition", "21+93=", 4, [0, 1, 2, 0, 1, 2, 1, 2, 3, 0, 0]),
+        ("reverse_addition", "999+1=", 5, [0, 1, 2, 3, 0, 1, 1, 2, 3, 4, 0, 0]),  # "0001": widths 3 and 1
     ],
 )
 def test_position_ids_worked_examples(name, prompt, slots, ids):

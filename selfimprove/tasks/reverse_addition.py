@@ -62,13 +62,10 @@ class ReverseAdditionTask(Task):
 
     def positions(self, prompt: str, answer_tokens: int) -> list[int]:
         """Coupled by significance: the digit of 10^i in either operand and in the sum has id i + 1 (the sum's
-        extra top digit the next one). `+`, after the first operand's top digit, has that next id too: the input that
-        writes the sum's top digit then finds a token at its own id, the sign, where every other digit finds the two
-        digits it adds, the same at every size."""
+        extra top digit the next one); "+" has id 0."""
         a, b = prompt.removesuffix("=").split("+")
         places = lambda digits: list(range(1, digits + 1))  # noqa: E731
-        width = max(len(a), len(b)) + 1
-        return coupled_ids([*places(len(a)), width, *places(len(b)), 0], places(width), answer_tokens)
+        return coupled_ids([*places(len(a)), 0, *places(len(b)), 0], places(max(len(a), len(b)) + 1), answer_tokens)
 
     def max_position(self, difficulty: Difficulty) -> int:
         return int(difficulty) + 1
