@@ -61,6 +61,9 @@ class NativeConfig:
     norm: Norm = Norm.layernorm
     pos_encoding: Positions = Positions.nope
     rope_theta: float = 10000.0
+    # the share of each head's dimensions RoPE rotates (rope, coupled_rope); the rest see content alone, so that a
+    # query can attend to a token (BOS: a sink) by a score no id difference changes, also one it never saw
+    rope_fraction: float = 1.0
     # coupled, coupled_rope: each training sequence's ids shift by a random offset in [0, max_position_offset], so
     # that rows past the ids of the trained sizes are trained too (coupled_rope: so that a token with no place, id 0,
     # is seen at every distance); the table holds block_size + max_position_offset ids
@@ -92,18 +95,25 @@ class KVCache:
         self.values = [v[rows] for v in self.values]
 
 
+def rotated_dims(cfg: ModelConfig) -> int:
+    """How many of a head's dimensions RoPE rotates: rope_fraction of them, rounded down to an even count."""
+    return int(cfg.n_embd // cfg.n_head * cfg.rope_fraction) // 2 * 2
+
+
 def rope_tables(cfg: ModelConfig, rows: int) -> Rope:
-    """cos, sin of the angles of positions 0..rows - 1, (rows, head_dim / 2)."""
-    head_dim = cfg.n_embd // cfg.n_head
+    """cos, sin of the angles of positions 0..rows - 1, (rows, rotated_dims / 2)."""
+    head_dim = rotated_dims(cfg)
     inv_freq = cfg.rope_theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(rows, dtype=torch.float32), inv_freq)
     return angles.cos(), angles.sin()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-    return rotated.flatten(-2).type_as(x)
+    """`x` with its first 2 * cos.shape[-1] dimensions rotated, in pairs; the others as they are."""
+    dims = 2 * cos.shape[-1]
+    x1, x2 = x[..., 0:dims:2], x[..., 1:dims:2]
+    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2).type_as(x)
+    return rotated if dims == x.shape[-1] else torch.cat((rotated, x[..., dims:]), dim=-1)
 
 
 def make_norm(cfg: ModelConfig) -> nn.Module:
@@ -263,6 +273,10 @@ def check(cfg: ModelConfig, tokenizer: Tokenizer) -> None:
         raise ConfigError(f"model.n_embd={cfg.n_embd} is not divisible by model.n_head={cfg.n_head}")
     if cfg.pos_encoding in ("rope", "coupled_rope") and (cfg.n_embd // cfg.n_head) % 2:
         raise ConfigError(f"model.pos_encoding={cfg.pos_encoding} needs an even head width")
+    if not 0.0 < cfg.rope_fraction <= 1.0:
+        raise ConfigError(f"model.rope_fraction={cfg.rope_fraction} must lie in (0, 1]")
+    if cfg.pos_encoding in ("rope", "coupled_rope") and rotated_dims(cfg) == 0:
+        raise ConfigError(f"model.rope_fraction={cfg.rope_fraction} rotates none of a head's dimensions")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
     if cfg.max_position_offset < 0:
