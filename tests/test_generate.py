@@ -6,7 +6,7 @@ import torch
 
 from selfimprove.config import ModelConfig
 from selfimprove.models.generate import LENGTH_SLACK, complete, generate
-from selfimprove.models.native import Attention, Transformer
+from selfimprove.models.native import Attention, Transformer, apply_rope
 from selfimprove.models.tokenizer import BOS, EOS, PAD, Tokenizer
 from selfimprove.tasks import get_task
 
@@ -14,7 +14,11 @@ TOKENIZER = Tokenizer(get_task("copy").vocabulary)  # every prompt here is a cop
 
 
 def tiny_model(
-    pos_encoding: str, seed: int = 0, attention_scale: str = "none", max_position_offset: int = 0
+    pos_encoding: str,
+    seed: int = 0,
+    attention_scale: str = "none",
+    max_position_offset: int = 0,
+    rope_fraction: float = 1.0,
 ) -> Transformer:
     torch.manual_seed(seed)
     cfg = ModelConfig(
@@ -26,6 +30,7 @@ def tiny_model(
         attention_scale=attention_scale,
         block_size=48,
         max_position_offset=max_position_offset,
+        rope_fraction=rope_fraction,
     )
     model = Transformer(cfg, TOKENIZER.vocab_size).eval()
     with torch.no_grad():  # larger weights than the init so logits are far from ties and EOS comes early
@@ -83,10 +88,12 @@ def with_bos(prompts: list[str]) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([np.full((len(prompts), 1), BOS), TOKENIZER.encode_batch(prompts)], axis=1))
 
 
-@pytest.mark.parametrize("pos_encoding", ["coupled", "coupled_rope"])
-def test_cached_coupled_decoding_equals_full_recomputation(pos_encoding):
+@pytest.mark.parametrize(
+    ("pos_encoding", "rope_fraction"), [("coupled", 1.0), ("coupled_rope", 1.0), ("coupled_rope", 0.5)]
+)
+def test_cached_coupled_decoding_equals_full_recomputation(pos_encoding, rope_fraction):
     """Each fed-back token is given its own row's id of its answer slot, also as rows leave the batch."""
-    model = tiny_model(pos_encoding)
+    model = tiny_model(pos_encoding, rope_fraction=rope_fraction)
     prompts = with_bos(copy_prompts(16, 9))
     torch.manual_seed(1)
     positions = torch.randint(0, 48, (16, 10 + 20))  # every row its own ids
@@ -114,11 +121,19 @@ def test_complete_gives_a_coupled_model_the_tasks_ids_unshifted():
         model(with_bos(prompts))
 
 
+def test_rope_rotates_the_first_pairs_of_dimensions_and_leaves_the_rest():
+    """By hand: the pair (1, 0) turned a quarter (cos 0, sin 1) is (0, 1); the pair (0, 1) at angle 0 stays; the
+    last two dimensions, past the rotated ones (rope_fraction 2/3 of 6), are untouched."""
+    x = torch.tensor([1.0, 0.0, 0.0, 1.0, 5.0, 6.0])
+    assert apply_rope(x, torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0])).tolist() == [0.0, 1.0, 0.0, 1.0, 5.0, 6.0]
+
+
+@pytest.mark.parametrize("rope_fraction", [1.0, 0.5])
 @torch.no_grad()
-def test_coupled_rope_reads_only_how_far_apart_the_ids_are():
+def test_coupled_rope_reads_only_how_far_apart_the_ids_are(rope_fraction):
     """Shifting every id by the same amount leaves the logits as they were (rotations by a common angle cancel in
     q.k); moving one token's id changes them."""
-    model = tiny_model("coupled_rope")
+    model = tiny_model("coupled_rope", rope_fraction=rope_fraction)
     prompts = with_bos(copy_prompts(4, 9))
     ids = torch.arange(1, 12).repeat(4, 1)  # BOS, 9 digits, "="
     logits = model(prompts, positions=ids)
