@@ -364,12 +364,19 @@ def test_other_tasks_give_no_position_ids(name):
 
 
 @pytest.mark.parametrize(
-    ("name", "prompt", "rewrite"), [("reverse_addition", "21+93=", "93+21="), ("forward_addition", "12+39=", "39+12=")]
+    ("name", "prompt", "rewrite"),
+    [
+        ("reverse_addition", "21+93=", "93+21="),
+        ("forward_addition", "12+39=", "39+12="),
+        ("reverse_addition_hints", "a2b1+a9b3=", "a9b3+a2b1="),
+        ("forward_addition_hints", "l1k2+l3k9=", "l3k9+l1k2="),
+    ],
 )
 def test_an_addition_is_presented_with_its_operands_swapped(name, prompt, rewrite):
     task = get_task(name)
     view = task.present(prompt, 1, np.random.default_rng(0))
     assert view.prompt == rewrite and view.back("150") == "150"  # a + b = b + a, written the same way
+    assert task.prompt_error(view.prompt) is None
     assert task.present(prompt, 0, np.random.default_rng(0)).prompt == prompt  # presentation 0: the prompt
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from abc import abstractmethod
 
-from selfimprove.tasks.base import DIGIT_VOCABULARY, Difficulty, Task
+import numpy as np
+
+from selfimprove.tasks.base import DIGIT_VOCABULARY, Difficulty, Presentation, Task, swapped_operands
 
 HINTS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -30,6 +32,7 @@ class HintedAdditionTask(Task):
     """What both hinted additions share: two hinted n-digit operands, a sum of up to n + 1 hinted digits."""
 
     prompt_pattern = re.compile(r"((?:[a-zA-Z][0-9])+)\+((?:[a-zA-Z][0-9])+)=")
+    presentations = 2  # a+b and b+a (both operands carry the same letters)
 
     def prompt_error(self, prompt: str) -> str | None:
         match = self.prompt_pattern.fullmatch(prompt)
@@ -56,3 +59,6 @@ class HintedAdditionTask(Task):
         if int(difficulty) >= len(HINTS):
             return f"{difficulty} digits need {int(difficulty) + 1} hint letters; there are {len(HINTS)}"
         return None
+
+    def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
+        return swapped_operands(prompt, "+")
