@@ -64,24 +64,30 @@ def majority_vote(
     return label, votes
 
 
+def vote(
+    candidates: Sequence[str | None], min_probs: Sequence[float], threshold: float, key: Callable[[str], str]
+) -> tuple[str | None, int, float]:
+    """`majority_vote`, and the kept label's confidence: the least `min_probs` of the candidates that gave its
+    vote key (0.0 when nothing is kept)."""
+    label, votes = majority_vote(candidates, threshold, key)
+    if label is None:
+        return None, votes, 0.0
+    winner = key(label)
+    return (
+        label,
+        votes,
+        min(p for c, p in zip(candidates, min_probs, strict=True) if c is not None and key(c) == winner),
+    )
+
+
 def filter_labels(
     voters: Sequence[VoterLabels], difficulties: Sequence[Difficulty], task: Task, cfg: FilterConfig
 ) -> list[Verdict]:
     per_voter = [valid_labels(v, difficulties, task, cfg) for v in voters]
-    verdicts = []
-    for i, candidates in enumerate(zip(*per_voter, strict=True)):
-        label, votes = majority_vote(candidates, cfg.vote_threshold, task.vote_key)
-        if label is None:
-            verdicts.append(Verdict(None, votes, 0.0))
-            continue
-        key = task.vote_key(label)
-        agreeing = [
-            float(v.min_prob[i])
-            for v, c in zip(voters, candidates, strict=True)
-            if c is not None and task.vote_key(c) == key
-        ]
-        verdicts.append(Verdict(label, votes, min(agreeing)))
-    return verdicts
+    return [
+        Verdict(*vote(candidates, [float(v.min_prob[i]) for v in voters], cfg.vote_threshold, task.vote_key))
+        for i, candidates in enumerate(zip(*per_voter, strict=True))
+    ]
 
 
 def agree(
@@ -96,14 +102,8 @@ def agree(
     labels, finished = [""] * count, np.zeros(count, dtype=bool)
     min_prob, agreeing = np.zeros(count, dtype=np.float32), np.zeros(count, dtype=np.int64)
     for i, candidates in enumerate(zip(*per_view, strict=True)):
-        label, votes = majority_vote(candidates, cfg.presentation_threshold, task.vote_key)
-        if label is None:
-            continue
-        key = task.vote_key(label)
-        labels[i], finished[i], agreeing[i] = label, True, votes
-        min_prob[i] = min(
-            float(view.min_prob[i])
-            for view, c in zip(presentations, candidates, strict=True)
-            if c is not None and task.vote_key(c) == key
-        )
+        probs = [float(view.min_prob[i]) for view in presentations]
+        label, votes, confidence = vote(candidates, probs, cfg.presentation_threshold, task.vote_key)
+        if label is not None:
+            labels[i], finished[i], min_prob[i], agreeing[i] = label, True, confidence, votes
     return VoterLabels(labels, finished, min_prob), agreeing
