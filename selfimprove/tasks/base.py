@@ -10,6 +10,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import fields
+from math import factorial
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -40,19 +41,28 @@ def unchanged(label: str) -> str:
     return label
 
 
-def relabelled_digits(prompt: str, rng: np.random.Generator) -> Presentation:
-    """`prompt` with its digits renamed by a random permutation (digit d written perm[d]), for a task whose answer is
-    renamed the same way (copy, reverse); `back` renames a label's digits back."""
-    perm = "".join(map(str, rng.permutation(10)))
-    return Presentation(
-        prompt.translate(str.maketrans(DIGITS, perm)), lambda label: label.translate(str.maketrans(perm, DIGITS))
-    )
+class RenamedDigits:
+    """Rewrites for a task whose answer is renamed with its prompt's digits (copy, reverse): the prompt with its
+    digits renamed by a random permutation (digit d written perm[d]); `back` renames a label's digits back. Listed
+    before the task's base class, so that its `presentations` and `rewrite` are the task's."""
+
+    presentations = factorial(10)  # every permutation of 0-9
+
+    def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
+        perm = "".join(map(str, rng.permutation(10)))
+        back = str.maketrans(perm, DIGITS)
+        return Presentation(prompt.translate(str.maketrans(DIGITS, perm)), lambda label: label.translate(back))
 
 
-def swapped_operands(prompt: str, sign: str) -> Presentation:
-    """`a<sign>b=` as `b<sign>a=`, for a commutative operation whose answer is written the same either way."""
-    a, b = prompt.removesuffix("=").split(sign)
-    return Presentation(f"{b}{sign}{a}=", unchanged)
+class SwappedOperands:
+    """Rewrites for an addition `a+b=` whose answer is written the same either way: `b+a=`. Listed before the
+    task's base class, as `RenamedDigits`."""
+
+    presentations = 2  # a+b and b+a
+
+    def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
+        a, b = prompt.removesuffix("=").split("+")
+        return Presentation(f"{b}+{a}=", unchanged)
 
 
 def random_digits(length: int, count: int, rng: np.random.Generator) -> list[str]:

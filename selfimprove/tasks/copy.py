@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from math import factorial
-
-import numpy as np
-
-from selfimprove.tasks.base import Difficulty, DigitsTask, Presentation, coupled_ids, relabelled_digits
+from selfimprove.tasks.base import Difficulty, DigitsTask, RenamedDigits, coupled_ids
 
 
-class CopyTask(DigitsTask):
+class CopyTask(RenamedDigits, DigitsTask):
     name = "copy"
-    presentations = factorial(10)  # the prompt with its digits renamed: every permutation of 0-9
 
     def transform(self, digits: str) -> str:
         return digits
@@ -23,6 +18,3 @@ class CopyTask(DigitsTask):
 
     def max_position(self, difficulty: Difficulty) -> int:
         return int(difficulty)
-
-    def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
-        return relabelled_digits(prompt, rng)

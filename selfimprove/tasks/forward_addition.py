@@ -22,11 +22,10 @@ import numpy as np
 from selfimprove.tasks.base import (
     Difficulty,
     Example,
-    Presentation,
+    SwappedOperands,
     Task,
     coupled_ids,
     random_numbers,
-    swapped_operands,
 )
 
 
@@ -36,10 +35,9 @@ class ForwardAdditionParameters:
     scratchpad: bool = False  # the reversed sum first, then "=" and the sum
 
 
-class ForwardAdditionTask(Task):
+class ForwardAdditionTask(SwappedOperands, Task):
     name = "forward_addition"
     Parameters = ForwardAdditionParameters
-    presentations = 2  # a+b and b+a
     prompt_pattern = re.compile(r"(0|[1-9][0-9]*)\+(0|[1-9][0-9]*)=")
     prompt_rule = "two numbers of as many digits, no leading zero, joined by '+', then '=', e.g. 12+39="
 
@@ -112,6 +110,3 @@ class ForwardAdditionTask(Task):
 
     def no_positions_reason(self) -> str:
         return "data.task=forward_addition gives them only with data.pad_sum=true"
-
-    def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
-        return swapped_operands(prompt, "+")

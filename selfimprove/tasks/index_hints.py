@@ -10,9 +10,7 @@ from __future__ import annotations
 import re
 from abc import abstractmethod
 
-import numpy as np
-
-from selfimprove.tasks.base import DIGIT_VOCABULARY, Difficulty, Presentation, Task, swapped_operands
+from selfimprove.tasks.base import DIGIT_VOCABULARY, Difficulty, SwappedOperands, Task
 
 HINTS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -28,11 +26,10 @@ def hint_run(start: str, length: int) -> str:
     return HINTS[first : first + length]
 
 
-class HintedAdditionTask(Task):
+class HintedAdditionTask(SwappedOperands, Task):
     """What both hinted additions share: two hinted n-digit operands, a sum of up to n + 1 hinted digits."""
 
     prompt_pattern = re.compile(r"((?:[a-zA-Z][0-9])+)\+((?:[a-zA-Z][0-9])+)=")
-    presentations = 2  # a+b and b+a (both operands carry the same letters)
 
     def prompt_error(self, prompt: str) -> str | None:
         match = self.prompt_pattern.fullmatch(prompt)
@@ -59,6 +56,3 @@ class HintedAdditionTask(Task):
         if int(difficulty) >= len(HINTS):
             return f"{difficulty} digits need {int(difficulty) + 1} hint letters; there are {len(HINTS)}"
         return None
-
-    def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
-        return swapped_operands(prompt, "+")

@@ -14,11 +14,10 @@ import numpy as np
 from selfimprove.tasks.base import (
     Difficulty,
     Example,
-    Presentation,
+    SwappedOperands,
     Task,
     coupled_ids,
     random_digits,
-    swapped_operands,
 )
 
 
@@ -28,9 +27,8 @@ def reversed_sum(a_rev: str, b_rev: str) -> str:
     return str(int(a_rev[::-1]) + int(b_rev[::-1])).zfill(width)[::-1]
 
 
-class ReverseAdditionTask(Task):
+class ReverseAdditionTask(SwappedOperands, Task):
     name = "reverse_addition"
-    presentations = 2  # a+b and b+a
     prompt_pattern = re.compile(r"([0-9]+)\+([0-9]+)=")
     prompt_rule = "two numbers of as many digits, least significant first, joined by '+', then '=', e.g. 21+93="
 
@@ -69,6 +67,3 @@ class ReverseAdditionTask(Task):
 
     def max_position(self, difficulty: Difficulty) -> int:
         return int(difficulty) + 1
-
-    def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
-        return swapped_operands(prompt, "+")
