@@ -280,9 +280,12 @@ class MazeTask(Task):
             return True
         parent = trace_parents(label)
         path = self.path_of(label).split(">")
-        if parent is None or path[-1] != label.partition(",")[0].partition("#")[0]:
-            return False
-        return all(parent.get(a) == b for a, b in itertools.pairwise(path))
+        # the root is the one record that is its own source (a record "w:w" is refused by trace_parents)
+        return (
+            parent is not None
+            and parent.get(path[-1]) == path[-1]
+            and all(parent.get(a) == b for a, b in itertools.pairwise(path))
+        )
 
     def length_ok(self, difficulty: Difficulty, label: str) -> bool:
         nodes, hops = self.shape(difficulty)
