@@ -478,6 +478,10 @@ def validate(cfg: Any) -> None:
         top = task.max_position(point)
         need(top is not None, f"model.pos_encoding={m.pos_encoding} needs position ids: {task.no_positions_reason()}")
         need(
+            task.position_levels == table.levels,
+            f"model.position_levels={table.levels}, but data.task={d.task} gives {task.position_levels} ids a token",
+        )
+        need(
             top + table.max_offset < table.rows,
             f"{d.task} at size {furthest} has position ids up to {top}, + model.max_position_offset="
             f"{table.max_offset} in training: past the {table.rows} rows of the table (model.block_size + the offset)",

@@ -224,6 +224,17 @@ def test_coupled_positions_fit_their_table_at_the_furthest_size(monkeypatch):
         validate(make(*coupled))
 
 
+def test_a_coupled_model_takes_as_many_ids_a_token_as_the_task_gives():
+    coupled = ("data=multiplication", "data.base_max=3", "model.pos_encoding=coupled_rope")
+    validate(make(*coupled))  # data=multiplication sets model.position_levels=2
+    with pytest.raises(ConfigError, match=r"^model.position_levels=1, but data.task=multiplication gives 2 ids a tok"):
+        validate(make(*coupled, "model.position_levels=1"))
+    with pytest.raises(ConfigError, match=r"^model.position_levels=2, but data.task=reverse_addition gives 1 ids a"):
+        validate(make("data=reverse_addition", "model.pos_encoding=coupled", "model.position_levels=2"))
+    with pytest.raises(ConfigError, match=r"^model.position_levels=2: coupled_rope needs a rotated frequency per lev"):
+        validate(make(*coupled, "model.rope_fraction=0.0625"))  # 2 of a head's 32 dimensions: one frequency
+
+
 def test_a_checkpoint_of_another_position_table_is_refused(tmp_path):
     """The checkpoint's model config records the encoding and the table's size (block_size + max_position_offset)."""
     tokenizer, cpu = Tokenizer(TASKS["copy"]().vocabulary), torch.device("cpu")

@@ -19,6 +19,7 @@ def tiny_model(
     attention_scale: str = "none",
     max_position_offset: int = 0,
     rope_fraction: float = 1.0,
+    position_levels: int = 1,
 ) -> Transformer:
     torch.manual_seed(seed)
     cfg = ModelConfig(
@@ -31,6 +32,7 @@ def tiny_model(
         block_size=48,
         max_position_offset=max_position_offset,
         rope_fraction=rope_fraction,
+        position_levels=position_levels,
     )
     model = Transformer(cfg, TOKENIZER.vocab_size).eval()
     with torch.no_grad():  # larger weights than the init so logits are far from ties and EOS comes early
@@ -104,6 +106,41 @@ def test_cached_coupled_decoding_equals_full_recomputation(pos_encoding, rope_fr
     # the ids are read: reverse's ids decode otherwise
     reverse_ids = torch.tensor([get_task("reverse").positions(prompt, 20) for prompt in copy_prompts(16, 9)])
     assert not torch.equal(generate(model, prompts, 20, reverse_ids).tokens, out.tokens)
+
+
+@pytest.mark.parametrize("pos_encoding", ["coupled", "coupled_rope"])
+def test_cached_decoding_with_two_ids_a_token_equals_full_recomputation(pos_encoding):
+    """Two levels (multiplication's): each fed-back token is given both ids of its slot; each level is read."""
+    model = tiny_model(pos_encoding, position_levels=2)
+    prompts = with_bos(copy_prompts(16, 9))
+    torch.manual_seed(1)
+    positions = torch.randint(0, 48, (16, 10 + 20, 2))
+    out = generate(model, prompts, 20, positions)
+    assert torch.equal(out.tokens, recompute_greedy(model, prompts, 20, positions))
+    for level in (0, 1):
+        other = positions.clone()
+        other[..., level] = torch.randint(0, 48, (16, 30))
+        assert not torch.equal(generate(model, prompts, 20, other).tokens, out.tokens)
+    with pytest.raises(ValueError, match=r"^model.position_levels=2, but the tokens have 1 ids each"):
+        model(prompts, positions=positions[:, :10, 0])
+
+
+@torch.no_grad()
+def test_coupled_rope_with_two_levels_reads_how_far_apart_each_levels_ids_are():
+    """Shifting one level's ids by a common amount leaves the logits; moving one token's id at either level does not.
+    Frequency f turns by level f mod 2: with 2 heads of 16 dims fully rotated, 8 frequencies, 4 a level."""
+    model = tiny_model("coupled_rope", position_levels=2)
+    prompts = with_bos(copy_prompts(4, 9))
+    ids = torch.stack([torch.arange(1, 12), torch.arange(20, 9, -1)], dim=-1).repeat(4, 1, 1)  # (4, 11, 2)
+    logits = model(prompts, positions=ids)
+    for shift in ([7, 0], [0, 5], [3, 9]):
+        assert torch.allclose(model(prompts, positions=ids + torch.tensor(shift)), logits, atol=1e-4)
+    for level in (0, 1):
+        moved = ids.clone()
+        moved[:, 3, level] += 4
+        assert not torch.allclose(model(prompts, positions=moved), logits, atol=1e-2)
+    swapped = ids.flip(-1)  # the levels are told apart: the same ids at the other level give other logits
+    assert not torch.allclose(model(prompts, positions=swapped), logits, atol=1e-2)
 
 
 def test_complete_gives_a_coupled_model_the_tasks_ids_unshifted():

@@ -300,7 +300,7 @@ def test_random_trees_cover_every_shape():
     assert shapes == trees_with_edge
 
 
-COUPLED = ["copy", "reverse", "reverse_addition"]  # the tasks that give position ids with their defaults
+COUPLED = ["copy", "reverse", "reverse_addition", "multiplication"]  # the tasks that give ids with their defaults
 PADDED = DataConfig(task="forward_addition", pad_sum=True)
 
 
@@ -341,7 +341,38 @@ def test_position_ids_worked_examples(name, prompt, slots, ids):
     assert get_task(name).positions(prompt, slots) == ids
 
 
-@pytest.mark.parametrize(("name", "data"), [*((name, None) for name in COUPLED), ("forward_addition", PADDED)])
+def test_multiplication_gives_two_ids_a_token_worked_example():
+    """12 x 345 = 4140: `21*543=` -> `060+0840(0450)+00630=04140`, ids (x, y) worked by hand from the rules.
+    x: the digit of a that a chain digit multiplies, + len(b) = 3 (a's digits 2, 1: x 3, 4); y: the row (b's digits
+    5, 4, 3: rows 0, 1, 2 at y 1, 3, 5; the running sum after row 1 at 4, the product at 6)."""
+    prompt = [(0, 0), (3, 0), (4, 0), (0, 0), (0, 1), (0, 3), (0, 5)]  # BOS, a = "21", "*", b = "543"
+    p0 = [(3, 1), (4, 1), (5, 1)]  # "060": 5 x 12, digits of 10^0..10^2 made by a's digits 0, 1 and the carry
+    p1 = [(2, 3), (3, 3), (4, 3), (5, 3)]  # "0840": 40 x 12, its 10^0 digit (padding) made by no digit of a
+    s1 = [(2, 4), (3, 4), (4, 4), (5, 4)]  # "(0450)": 60 + 480, the ids of p1 a row up
+    p2 = [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]  # "00630"
+    product = [(1, 6), (2, 6), (3, 6), (4, 6), (5, 6)]  # "04140"
+    # every token of the answer, with the signs one past their row's top x: "+", "(", ")", "+", "="
+    answer = [*p0, (6, 1), *p1, (6, 3), *s1, (6, 4), (6, 4), *p2, (6, 5), *product]
+    # each input carries the ids of the token it writes next: "=" writes the first "0"; the last digit writes EOS
+    expected = [*prompt, *answer, (0, 0), (0, 0)]
+    assert get_task("multiplication").positions("21*543=", 27) == expected
+    assert get_task("multiplication").max_position((2, 3)) == 6
+
+
+@pytest.mark.parametrize("difficulty", [(1, 1), (3, 1), (1, 4), (4, 5), (7, 2)])
+def test_multiplication_ids_are_one_pair_per_token_up_to_max_position(difficulty):
+    task = get_task("multiplication")
+    for prompt, answer in task.sample(difficulty, 50, np.random.default_rng(0)):
+        ids = np.array(task.positions(prompt, len(answer) + 1))
+        assert ids.shape == (1 + len(prompt) + len(answer) + 1, 2)
+        assert ids.max() <= task.max_position(difficulty) < task.sequence_tokens(difficulty)
+        assert ids.min() == 0
+    assert ids.max() == task.max_position(difficulty)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"), [*((name, None) for name in COUPLED if name != "multiplication"), ("forward_addition", PADDED)]
+)
 def test_position_ids_are_one_per_token_up_to_max_position(name, data):
     task = get_task(name, data)
     rng = np.random.default_rng(0)

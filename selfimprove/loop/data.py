@@ -25,7 +25,8 @@ IGNORE = -100  # target value that carries no loss
 class Batch:
     inputs: torch.Tensor  # (B, T) token ids
     targets: torch.Tensor  # (B, T) next-token ids, IGNORE where no loss is taken
-    positions: torch.Tensor | None = None  # (B, T) the inputs' task-given position ids, 0 on padding (coupled only)
+    # (B, T) or (B, T, levels): the inputs' task-given position ids, 0 on padding (coupled only)
+    positions: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         non_blocking = device.type == "cuda"  # overlap the copy with compute
@@ -79,8 +80,9 @@ def collate(
 
 
 def input_positions(positions: Sequence[np.ndarray], lengths: np.ndarray, width: int) -> torch.Tensor:
-    """The ids of the input tokens (B, width - 1) of sequences of `lengths` tokens padded to `width`: padding has 0."""
-    place = np.zeros((len(positions), width), dtype=np.int64)
+    """The ids of the input tokens (B, width - 1), or (B, width - 1, levels), of sequences of `lengths` tokens padded
+    to `width`: padding has 0."""
+    place = np.zeros((len(positions), width, *positions[0].shape[1:]), dtype=np.int64)
     place[np.arange(width)[None, :] < lengths[:, None]] = np.concatenate(positions)
     return torch.from_numpy(np.ascontiguousarray(place[:, :-1]))
 

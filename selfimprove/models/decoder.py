@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from selfimprove.models.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from selfimprove.tasks.base import PositionId
 
 
 class Decoder(Protocol):
@@ -28,7 +31,8 @@ class Decoder(Protocol):
         self, idx: torch.Tensor, cache: Any = None, pos: int = 0, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Logits (B, T, vocab of the task tokenizer) for task-token ids `idx` (B, T) starting at position `pos`;
-        `positions` (B, T): the position ids the task gives them, for a model with a `position_table`."""
+        `positions` (B, T), or (B, T, levels): the position ids the task gives them, for a model with a
+        `position_table`."""
         ...
 
     def new_cache(self, batch: int, length: int, dtype: torch.dtype | None = None) -> Any:
@@ -51,14 +55,16 @@ class Decoder(Protocol):
 @dataclass(frozen=True)
 class PositionTable:
     """A model that reads the position ids a task gives (position coupling): ids 0..rows - 1 have a row, and a
-    training sequence's nonzero ids shift by a random offset in [0, max_offset] (labelling and evaluation: 0)."""
+    training sequence's nonzero ids shift by a random offset in [0, max_offset] (labelling and evaluation: 0). A
+    token has `levels` ids (one per level, each with rows of its own)."""
 
     rows: int
     max_offset: int
+    levels: int = 1
 
 
 # A task's `positions`: (prompt, answer slots) -> the ids of BOS, the prompt and the slots (None: it gives none)
-PositionsOf = Callable[[str, int], list[int] | None]
+PositionsOf = Callable[[str, int], "list[PositionId] | None"]
 
 
 def no_position_table(cfg: Any) -> PositionTable | None:

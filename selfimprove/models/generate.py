@@ -32,7 +32,8 @@ def generate(
 ) -> Generation:
     """Greedy continuation of equal-length `prompts` (B, T), at most `max_new_tokens` each. `positions`
     (B, T + max_new_tokens): the position ids of the prompts' tokens and of every answer slot, for a model that
-    reads them (a `position_table`); a token fed back is given its slot's id."""
+    reads them (a `position_table`), or (B, T + max_new_tokens, levels) where a token has several; a token fed back is
+    given its slot's ids."""
     B, T = prompts.shape
     device = prompts.device
     tokens = torch.full((B, max_new_tokens), PAD, dtype=torch.long, device=device)

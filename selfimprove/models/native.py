@@ -68,6 +68,10 @@ class NativeConfig:
     # that rows past the ids of the trained sizes are trained too (coupled_rope: so that a token with no place, id 0,
     # is seen at every distance); the table holds block_size + max_position_offset ids
     max_position_offset: int = 0
+    # coupled, coupled_rope: how many ids the task gives each token (multiplication's chain of thought: 2, one by the
+    # digit of a and one by the row). coupled sums a table row per level; coupled_rope rotates the frequencies in turn
+    # by each level's id (every other frequency by the first of two), so that each level has fast and slow ones
+    position_levels: int = 1
     attention_scale: AttentionScale = AttentionScale.log
     dropout: float = 0.0
 
@@ -199,7 +203,12 @@ class Transformer(nn.Module):
         self.tok_emb = nn.Embedding(vocab_size, cfg.n_embd)
         table = position_table(cfg)  # coupled ids; places have one row per position
         rows = table.rows if table is not None else cfg.block_size
-        self.pos_emb = nn.Embedding(rows, cfg.n_embd) if cfg.pos_encoding in ("learned", "coupled") else None
+        self.rows = rows
+        self.pos_emb = None
+        if cfg.pos_encoding == "learned":
+            self.pos_emb = nn.Embedding(rows, cfg.n_embd)
+        elif cfg.pos_encoding == "coupled":  # a block of rows per level
+            self.pos_emb = nn.Embedding(rows * cfg.position_levels, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = make_norm(cfg)
@@ -231,6 +240,19 @@ class Transformer(nn.Module):
         c = self.cfg
         return 6 * self.num_params() + 12 * c.n_layer * seq_len * c.n_embd
 
+    def leveled(self, positions: torch.Tensor) -> torch.Tensor:
+        """`positions` as (B, T, levels), refusing ids of another number of levels than the model's."""
+        levels = self.cfg.position_levels
+        shaped = positions.unsqueeze(-1) if positions.dim() == 2 else positions
+        if shaped.shape[-1] != levels:
+            raise ValueError(f"model.position_levels={levels}, but the tokens have {shaped.shape[-1]} ids each")
+        return shaped
+
+    @property
+    def level_rows(self) -> torch.Tensor:
+        """The first row of each level's block of the coupled table."""
+        return torch.arange(self.cfg.position_levels, device=self.pos_emb.weight.device) * self.rows
+
     def new_cache(self, batch: int, length: int, dtype: torch.dtype | None = None) -> KVCache:
         """An empty cache; `dtype` is the activations' dtype (bf16 under autocast), the weights' by default."""
         weight = self.tok_emb.weight
@@ -239,25 +261,30 @@ class Transformer(nn.Module):
     def forward(
         self, idx: torch.Tensor, cache: KVCache | None = None, pos: int = 0, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Logits (B, T, vocab) for tokens `idx` (B, T) that start at position `pos`; `positions` (B, T): the
-        position ids the task gives them, read only by the coupled encodings (which need them)."""
+        """Logits (B, T, vocab) for tokens `idx` (B, T) that start at position `pos`; `positions` (B, T), or
+        (B, T, levels) where a token has several: the position ids the task gives them, read only by the coupled
+        encodings (which need them)."""
         T = idx.shape[1]
         if pos + T > self.cfg.block_size:
             raise ValueError(f"sequence of {pos + T} tokens exceeds block_size={self.cfg.block_size}")
         encoding = self.cfg.pos_encoding
         if encoding in ("coupled", "coupled_rope") and positions is None:
             raise ValueError(f"model.pos_encoding={encoding} needs the position ids of the tokens")
+        if positions is not None:
+            positions = self.leveled(positions)
         x = self.tok_emb(idx)
-        if encoding == "coupled":
-            x = x + self.pos_emb(positions)
+        if encoding == "coupled":  # level l's id i has row l * rows + i
+            x = x + self.pos_emb(positions + self.level_rows).sum(2)
         elif self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(pos, pos + T, device=idx.device))
         x = self.drop(x)
         rope = None
         if encoding == "rope":
             rope = self.rope_cos[pos : pos + T], self.rope_sin[pos : pos + T]
-        elif encoding == "coupled_rope":  # (B, 1, T, head_dim / 2): one angle per token, the same in every head
-            rope = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
+        elif encoding == "coupled_rope":  # (B, 1, T, head_dim / 2): a token's angles, the same in every head
+            frequency = torch.arange(self.rope_cos.shape[1], device=idx.device)
+            ids = positions[..., frequency % self.cfg.position_levels]  # frequency f turns by level f mod levels
+            rope = self.rope_cos[ids, frequency].unsqueeze(1), self.rope_sin[ids, frequency].unsqueeze(1)
         for i, block in enumerate(self.blocks):
             layer_cache = (cache.keys[i], cache.values[i]) if cache is not None else None
             x = block(x, rope, layer_cache, pos)
@@ -281,6 +308,13 @@ def check(cfg: ModelConfig, tokenizer: Tokenizer) -> None:
         raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
     if cfg.max_position_offset < 0:
         raise ConfigError(f"model.max_position_offset={cfg.max_position_offset} must be >= 0")
+    if cfg.position_levels < 1:
+        raise ConfigError(f"model.position_levels={cfg.position_levels} must be at least 1")
+    if cfg.pos_encoding == "coupled_rope" and rotated_dims(cfg) // 2 < cfg.position_levels:
+        raise ConfigError(
+            f"model.position_levels={cfg.position_levels}: coupled_rope needs a rotated frequency per level, and "
+            f"model.rope_fraction={cfg.rope_fraction} rotates {rotated_dims(cfg) // 2}"
+        )
 
 
 def position_table(cfg: ModelConfig) -> PositionTable | None:
@@ -288,7 +322,7 @@ def position_table(cfg: ModelConfig) -> PositionTable | None:
     below its sequence's token count, which block_size bounds; a training offset adds at most max_position_offset."""
     if cfg.pos_encoding not in ("coupled", "coupled_rope"):
         return None
-    return PositionTable(cfg.block_size + cfg.max_position_offset, cfg.max_position_offset)
+    return PositionTable(cfg.block_size + cfg.max_position_offset, cfg.max_position_offset, cfg.position_levels)
 
 
 def build(cfg: ModelConfig, tokenizer: Tokenizer, device: torch.device, precision: str) -> Transformer:

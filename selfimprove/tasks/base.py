@@ -24,6 +24,9 @@ DIGIT_VOCABULARY = [*DIGITS, "+", "="]
 
 REGISTRY: dict[str, type[Task]] = {}
 
+# A token's position id, or its ids at each level where a task gives several (`Task.position_levels`)
+PositionId = int | tuple[int, ...]
+
 
 class Example(NamedTuple):
     prompt: str  # ends with "=": the model writes the answer after it
@@ -80,16 +83,19 @@ def random_numbers(digits: int, count: int, rng: np.random.Generator) -> list[st
     return [f"{lead}{rest}" for lead, rest in zip(leads, random_digits(digits - 1, count, rng), strict=True)]
 
 
-def coupled_ids(prompt_ids: list[int], answer_ids: list[int], answer_tokens: int) -> list[int]:
+def coupled_ids(
+    prompt_ids: list[PositionId], answer_ids: list[PositionId], answer_tokens: int, blank: PositionId = 0
+) -> list[PositionId]:
     """Position ids for BOS (0), a prompt's tokens and `answer_tokens` answer slots, from each prompt token's own id
     (`prompt_ids`) and each answer token's (`answer_ids`, in writing order). A token is written by the input before
     it, so where the answer begins every input carries the id of the token it is about to write: the last prompt
     token ("=") the first answer token's, answer slot j the id of slot j + 1. The input that writes EOS has id 0,
     BOS's, and so have the slots past it (whatever decoding writes after EOS): "my id is BOS's" is a rule for ending
     that holds at every size (an id one past the answer's last generalised worse: docs/trials.md). A query then finds
-    the prompt tokens it needs by their ids (Cho et al. 2024)."""
-    about_to_write = [answer_ids[j + 1] if j + 1 < len(answer_ids) else 0 for j in range(answer_tokens)]
-    return [0, *prompt_ids[:-1], answer_ids[0], *about_to_write]
+    the prompt tokens it needs by their ids (Cho et al. 2024). `blank`: the id of no place (a tuple of zeros where a
+    token has an id per level)."""
+    about_to_write = [answer_ids[j + 1] if j + 1 < len(answer_ids) else blank for j in range(answer_tokens)]
+    return [blank, *prompt_ids[:-1], answer_ids[0], *about_to_write]
 
 
 class Task(ABC):
@@ -178,12 +184,16 @@ class Task(ABC):
         return 1 + self.prompt_tokens(difficulty) + self.answer_tokens(difficulty) + 1
 
     # -- position coupling (model.pos_encoding=coupled) -----------------------------------------
-    def positions(self, prompt: str, answer_tokens: int) -> list[int] | None:
+    # How many ids a token has: 1, or a tuple of `position_levels` ids (model.position_levels must agree).
+    position_levels: ClassVar[int] = 1
+
+    def positions(self, prompt: str, answer_tokens: int) -> list[PositionId] | None:
         """The position ids of BOS, `prompt`'s tokens and `answer_tokens` answer slots (EOS is a slot; decoding may
-        ask for slots past it), one id per token: tokens that share an id are coupled. A function of the prompt
-        and of the slot's index, never of an answer's content. Ids of an instance of difficulty d lie in
-        [0, max_position(d)]; 0 is the id of a token with no place (BOS, signs, slots past the answer), which a
-        training offset leaves at 0. None: the task gives no ids (the default)."""
+        ask for slots past it), one id per token (a tuple of one per level if `position_levels` > 1): tokens that
+        share an id are coupled. A function of the prompt and of the slot's index, never of an answer's content.
+        Ids of an instance of difficulty d lie in [0, max_position(d)]; 0 is the id of a token with no place (BOS,
+        signs, slots past the answer), which a training offset leaves at 0. None: the task gives no ids (the
+        default)."""
         return None
 
     def max_position(self, difficulty: Difficulty) -> int | None:

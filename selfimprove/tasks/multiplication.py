@@ -6,6 +6,9 @@ product but the first and the last, the running sum in parentheses, reversed and
 then `=` and the product, reversed and zero-padded to len(a) + len(b) digits.
     123 * 45:  `321*54=` -> `5160+02940=53550`
 Difficulty (len a, len b). Labels with the same product vote together; `check` wants the whole chain.
+
+Position ids on two levels (`positions`), so that every lookup a digit of the chain needs is one constant difference
+of ids at every size: (the index of the digit of a that makes it, offset by len(b); its row).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import re
 
 import numpy as np
 
-from selfimprove.tasks.base import DIGITS, Difficulty, Example, Task, random_numbers
+from selfimprove.tasks.base import DIGITS, Difficulty, Example, PositionId, Task, coupled_ids, random_numbers
 from selfimprove.tasks.difficulty import PAIRS
 
 
@@ -70,3 +73,34 @@ class MultiplicationTask(Task):
     def prompt_tokens(self, difficulty: Difficulty) -> int:
         la, lb = difficulty  # type: ignore[misc]
         return la + lb + 2
+
+    position_levels = 2
+
+    def positions(self, prompt: str, answer_tokens: int) -> list[PositionId]:
+        """Two ids a token, (x, y). The digit of 10^s in row r of the chain (partial product b_r * a * 10^r, or the
+        running sum after it) has x = s - r + len(b): the digit of a it multiplies, a's digit j having x = j + len(b)
+        (the offset keeps every x of the chain >= 1). y names the row: partial product r 2r + 1 (as b's digit r,
+        whose x is 0), the running sum after it 2r + 2, the product 2 len(b) (the running sum after the last row), a's
+        digits 0. So a partial-product digit finds its digit of a by x and its digit of b by y, and a sum digit the
+        two it adds at (0, -1) and (+1, -2) from its own ids (the first row's partial product, which no sum
+        precedes, at (+1, -3)). The signs after a row's digits have x = len(a) + len(b) + 1, one past its top digit,
+        and the row's y; "*" has (0, 0)."""
+        a, b = prompt.removesuffix("=").split("*")
+        la, lb = len(a), len(b)
+        past_top = la + lb + 1
+
+        def row(r: int, y: int, digits: int) -> list[tuple[int, int]]:  # the digits of 10^0.. of row r
+            return [(s - r + lb, y) for s in range(digits)]
+
+        answer: list[PositionId] = []
+        for r in range(lb):
+            answer += [*row(r, 2 * r + 1, r + la + 1), (past_top, 2 * r + 1)]  # and "+", "(" or "="
+            if 0 < r < lb - 1:
+                answer += [*row(r, 2 * r + 2, r + la + 1), (past_top, 2 * r + 2), (past_top, 2 * r + 2)]  # ")+"
+        answer += row(lb - 1, 2 * lb, la + lb)
+        prompt_ids = [*((j + lb, 0) for j in range(la)), (0, 0), *((0, 2 * r + 1) for r in range(lb)), (0, 0)]
+        return coupled_ids(prompt_ids, answer, answer_tokens, blank=(0, 0))
+
+    def max_position(self, difficulty: Difficulty) -> int:
+        la, lb = difficulty  # type: ignore[misc]
+        return max(la + lb + 1, 2 * lb)
