@@ -347,12 +347,17 @@ def test_rounds_train_at_training_round_lr_and_the_base_at_optim_lr(tmp_path):
     assert peaks == pytest.approx({0: 2e-3, 1: 5e-4, 2: 5e-4})
 
 
-def test_presentations_keep_the_labels_both_orders_of_an_addition_agree_on(tmp_path):
-    """si.filters.presentations=2 on reversed addition asks each prompt as a+b and as b+a. Presentation 0 is the
-    prompt itself, so the round's prompts and first answers are those of the same run without presentations: what
-    it keeps is a subset of what that run keeps, with the same labels, each marked as agreed by both."""
-    args = [*QUICK, "data=reverse_addition", "data.base_max=2", "si.rounds=1", "si.filters.length=false"]
-    args += ["training.base_steps=200", "training.optim.lr=3e-3"]
+@pytest.mark.parametrize(
+    ("data", "base_steps"),
+    [(["data=reverse_addition", "data.base_max=2"], 200), (["data=multiplication", "data.base_max=1"], 300)],
+)
+def test_presentations_keep_the_labels_both_orders_agree_on(tmp_path, data, base_steps):
+    """si.filters.presentations=2 asks each prompt as a+b and as b+a (reversed addition), or as a*b and b*a
+    (multiplication: another chain, asked at its own difficulty, voting by its product). Presentation 0 is the prompt
+    itself, so the round's prompts and first answers are those of the same run without presentations: what it keeps
+    is a subset of what that run keeps, with the same labels (never a rewrite's chain), each agreed by both."""
+    args = [*QUICK, *data, "si.rounds=1", "si.filters.length=false"]
+    args += [f"training.base_steps={base_steps}", "training.optim.lr=3e-3"]
     kept = {}
     for presentations in (1, 2):
         run_dir = tmp_path / f"presentations{presentations}"

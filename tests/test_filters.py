@@ -8,12 +8,13 @@ from selfimprove.tasks import get_task
 COPY = get_task("copy")  # length rule: a label of difficulty n has n digits
 
 
-def voter(labels, finished=None, min_prob=None) -> VoterLabels:
+def voter(labels, finished=None, min_prob=None, key_only=False) -> VoterLabels:
     n = len(labels)
     return VoterLabels(
         labels,
         np.ones(n, bool) if finished is None else np.array(finished),
         np.ones(n) if min_prob is None else np.array(min_prob, dtype=float),
+        key_only,
     )
 
 
@@ -94,21 +95,41 @@ def test_presentations_agree_or_the_voter_abstains():
     disagree (a tie), the third's second presentation fails the length rule (an abstention). Unanimity keeps only
     the first; a threshold of 0.5 keeps the third too (1 of 2, no other label), never the tie."""
     views = [voter(["123", "456", "789"], min_prob=[0.9, 0.9, 0.9]), voter(["123", "457", "78"], min_prob=[0.95, 1, 1])]
-    agreed, agreeing = agree(views, [3, 3, 3], COPY, FilterConfig(presentations=2, presentation_threshold=1.0))
+    agreed, agreeing = agree(views, [[3, 3, 3]] * 2, COPY, FilterConfig(presentations=2, presentation_threshold=1.0))
     assert list(agreed.finished) == [True, False, False]
     assert agreed.labels[0] == "123" and agreed.min_prob[0] == pytest.approx(0.9)  # the least of the agreeing
     assert agreeing.tolist() == [2, 0, 0]
-    agreed, agreeing = agree(views, [3, 3, 3], COPY, FilterConfig(presentations=2, presentation_threshold=0.5))
+    agreed, agreeing = agree(views, [[3, 3, 3]] * 2, COPY, FilterConfig(presentations=2, presentation_threshold=0.5))
     assert [agreed.labels[i] if agreed.finished[i] else None for i in range(3)] == ["123", None, "789"]
     assert agreeing.tolist() == [2, 0, 1]
+
+
+def test_a_rewrite_of_another_chain_votes_by_its_product_and_is_never_kept():
+    """Multiplication asked as a*b and as b*a (12 x 3 = 36 and 3 x 12, reversed): the chains differ, the products
+    (`=630`) must agree. Worked by hand: `21*3=` -> `630=630`; `3*21=` -> `60+030=630`."""
+    mul = get_task("multiplication")
+    asked_at = [[(2, 1)] * 4, [(1, 2)] * 4]
+    prompt_chains = voter(["630=630", "630=630", "630=630", "63=63"])  # the last: too short for (2, 1)
+    swapped_chains = voter(["60+030=630", "60+030=730", "60+03=630", "60+030=630"], key_only=True)
+    # 1: both give 630; 2: 730 against 630; 3: the rewrite's chain fails the length rule of (1, 2); 4: presentation 0
+    # fails its own
+    agreed, agreeing = agree([prompt_chains, swapped_chains], asked_at, mul, FilterConfig(presentations=2))
+    assert [agreed.labels[i] if agreed.finished[i] else None for i in range(4)] == ["630=630", None, None, None]
+    assert agreeing.tolist() == [2, 0, 0, 0]
+    # at 0.5 one presentation is enough, but only a whole label is kept: the fourth prompt's product came from b*a
+    # alone, so it is still dropped; the third is kept on presentation 0's word
+    agreed, _ = agree(
+        [prompt_chains, swapped_chains], asked_at, mul, FilterConfig(presentations=2, presentation_threshold=0.5)
+    )
+    assert [agreed.labels[i] if agreed.finished[i] else None for i in range(4)] == ["630=630", None, "630=630", None]
 
 
 def test_agreed_labels_then_vote_among_voters():
     """Two voters, each agreed from its presentations: voter 1's presentations disagree on the prompt, so it
     abstains, and the voters' vote at 0.5 keeps voter 0's label (1 of 2)."""
     config = FilterConfig(voters=2, presentations=2, vote_threshold=0.5)
-    first, _ = agree([voter(["12"]), voter(["12"])], [2], COPY, config)
-    second, _ = agree([voter(["12"]), voter(["21"])], [2], COPY, config)
+    first, _ = agree([voter(["12"]), voter(["12"])], [[2], [2]], COPY, config)
+    second, _ = agree([voter(["12"]), voter(["21"])], [[2], [2]], COPY, config)
     assert [v.label for v in filter_labels([first, second], [2], COPY, config)] == ["12"]
 
 

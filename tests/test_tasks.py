@@ -411,6 +411,20 @@ def test_an_addition_is_presented_with_its_operands_swapped(name, prompt, rewrit
     assert task.present(prompt, 0, np.random.default_rng(0)).prompt == prompt  # presentation 0: the prompt
 
 
+def test_a_product_is_presented_with_its_factors_swapped_and_votes_by_the_product():
+    """12 x 345 asked as 345 x 12: `21*543=` -> `543*21=`, of difficulty (3, 2). The rewrite's own chain, worked by
+    hand (`543*21=` -> `0960+05430=04140`: 2 x 345 = 690 and 1 x 345 x 10 = 3450, reversed and padded), has another
+    form but the vote key of `21*543=`'s chain, its product `04140`."""
+    mul = get_task("multiplication")
+    view = mul.present("21*543=", 1, np.random.default_rng(0))
+    assert (view.prompt, view.difficulty) == ("543*21=", (3, 2))
+    assert mul.prompt_error(view.prompt) is None
+    assert mul.check("543*21=", "0960+05430=04140") and mul.check("21*543=", "060+0840(0450)+00630=04140")
+    assert mul.vote_key(view.back("0960+05430=04140")) == mul.vote_key("060+0840(0450)+00630=04140") == "04140"
+    assert mul.length_ok(view.difficulty, "0960+05430=04140")  # checked at the rewrite's own difficulty
+    assert mul.present("21*543=", 0, np.random.default_rng(0)).difficulty is None  # the prompt: a whole label
+
+
 @pytest.mark.parametrize("name", ["copy", "reverse"])
 def test_renamed_digits_are_a_permutation_and_back_undoes_it(name):
     task = get_task(name)

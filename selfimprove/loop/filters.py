@@ -24,6 +24,9 @@ class VoterLabels:
     labels: Sequence[str]
     finished: np.ndarray  # bool per prompt: EOS ended the label
     min_prob: np.ndarray  # probability of the label's least likely token
+    # answers to a rewrite of another difficulty (`Presentation.difficulty`): they vote by their key alone, and are
+    # never the kept label
+    key_only: bool = False
 
 
 @dataclass
@@ -91,19 +94,28 @@ def filter_labels(
 
 
 def agree(
-    presentations: Sequence[VoterLabels], difficulties: Sequence[Difficulty], task: Task, cfg: FilterConfig
+    presentations: Sequence[VoterLabels],
+    difficulties: Sequence[Sequence[Difficulty]],
+    task: Task,
+    cfg: FilterConfig,
 ) -> tuple[VoterLabels, np.ndarray]:
     """One voter's labels from its answers to every presentation of the prompts (each already mapped back to the
-    prompt's): per prompt, the per-label checks, then a vote among the presentations at
-    `cfg.presentation_threshold`; a prompt they do not agree on is an abstention. Also the number of presentations
-    per prompt that gave the agreed label's vote key (0 where none was agreed)."""
-    per_view = [valid_labels(view, difficulties, task, cfg) for view in presentations]
-    count = len(difficulties)
+    prompt's, or `key_only`), checked at `difficulties` (one list per presentation: a rewrite's own where it has
+    one): per prompt, the per-label checks, then a vote among the presentations at `cfg.presentation_threshold`; a
+    prompt they do not agree on is an abstention, and so is one whose agreed key no whole label gave. Also the number
+    of presentations per prompt that gave the agreed label's vote key (0 where none was agreed)."""
+    per_view = [valid_labels(view, at, task, cfg) for view, at in zip(presentations, difficulties, strict=True)]
+    count = len(presentations[0].labels)
     labels, finished = [""] * count, np.zeros(count, dtype=bool)
     min_prob, agreeing = np.zeros(count, dtype=np.float32), np.zeros(count, dtype=np.int64)
     for i, candidates in enumerate(zip(*per_view, strict=True)):
         probs = [float(view.min_prob[i]) for view in presentations]
         label, votes, confidence = vote(candidates, probs, cfg.presentation_threshold, task.vote_key)
-        if label is not None:
-            labels[i], finished[i], min_prob[i], agreeing[i] = label, True, confidence, votes
+        if label is None:
+            continue
+        whole = [c for c, view in zip(candidates, presentations, strict=True) if not view.key_only and c is not None]
+        whole = [c for c in whole if task.vote_key(c) == task.vote_key(label)]
+        if whole:  # the kept label is one a presentation gave whole: the most common of its key
+            labels[i] = Counter(whole).most_common(1)[0][0]
+            finished[i], min_prob[i], agreeing[i] = True, confidence, votes
     return VoterLabels(labels, finished, min_prob), agreeing

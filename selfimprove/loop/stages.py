@@ -281,12 +281,15 @@ def label(ctx: Context, round_: int) -> dict:
     share[: si.samples_per_round % len(targets)] += 1
     difficulties = [d for d, count in zip(targets, share, strict=True) for _ in range(count)]
     prompts = [e.prompt for d, count in zip(targets, share, strict=True) for e in task.sample(d, int(count), rng)]
-    budget = [task.answer_tokens(d) for d in difficulties]
 
     filters = si.filters
     # Every voter answers the same presentations; presentation 0 is the prompts themselves.
     present_rng = np.random.default_rng([training.seed, PRESENT_STREAM, round_])
     shown = [[task.present(p, j, present_rng) for p in prompts] for j in range(filters.presentations)]
+    # each presentation's difficulties: a rewrite of another difficulty is budgeted and checked at its own
+    asked_at = [
+        [d if v.difficulty is None else v.difficulty for v, d in zip(p, difficulties, strict=True)] for p in shown
+    ]
     voters, answers, agreeing = [], [], np.zeros(len(prompts), dtype=np.int64)
     for voter in range(ctx.voters):
         model = ctx.load_model(voter)
@@ -297,7 +300,7 @@ def label(ctx: Context, round_: int) -> dict:
                 model,
                 ctx.tokenizer,
                 [view.prompt for view in presentation],
-                budget,
+                [task.answer_tokens(d) for d in asked_at[j]],
                 ctx.data.generate_batch_size,
                 ctx.device,
                 training.precision,
@@ -305,12 +308,13 @@ def label(ctx: Context, round_: int) -> dict:
                 positions=task.positions,
             )
             back = [view.back(label) for view, label in zip(presentation, out.labels, strict=True)]
-            views.append(VoterLabels(back, out.finished, out.min_prob))
+            key_only = any(view.difficulty is not None for view in presentation)
+            views.append(VoterLabels(back, out.finished, out.min_prob, key_only))
         answers.append(views[0])
         if len(views) == 1:
             voters.append(views[0])
             continue
-        agreed, counts = agree(views, difficulties, task, filters)
+        agreed, counts = agree(views, asked_at, task, filters)
         voters.append(agreed)
         agreeing += counts
     verdicts = filter_labels(voters, difficulties, task, filters)

@@ -38,6 +38,10 @@ class Presentation(NamedTuple):
 
     prompt: str
     back: Callable[[str], str]  # a label of `prompt` -> the label it stands for of the original prompt
+    # A rewrite whose answer is another label with the same vote key (multiplication's b*a: another chain of thought,
+    # the same product) gives its own difficulty: its answers are budgeted and checked at it, count in a vote by their
+    # key alone and are never kept as the prompt's label. None: `back` gives a whole label of the original prompt.
+    difficulty: Difficulty | None = None
 
 
 def unchanged(label: str) -> str:

@@ -17,7 +17,17 @@ import re
 
 import numpy as np
 
-from selfimprove.tasks.base import DIGITS, Difficulty, Example, PositionId, Task, coupled_ids, random_numbers
+from selfimprove.tasks.base import (
+    DIGITS,
+    Difficulty,
+    Example,
+    PositionId,
+    Presentation,
+    Task,
+    coupled_ids,
+    random_numbers,
+    unchanged,
+)
 from selfimprove.tasks.difficulty import PAIRS
 
 
@@ -41,6 +51,7 @@ def chain_of_thought(a_rev: str, b_rev: str) -> str:
 class MultiplicationTask(Task):
     name = "multiplication"
     difficulties = PAIRS
+    presentations = 2  # a*b and b*a: the same product by another chain of thought
     # Reversed, so a number's leading digit is last: no 0 there (but the number 0 itself).
     prompt_pattern = re.compile(r"(0|[0-9]*[1-9])\*(0|[0-9]*[1-9])=")
     prompt_rule = "two numbers, least significant digit first, joined by '*', then '=', e.g. 321*54="
@@ -60,6 +71,12 @@ class MultiplicationTask(Task):
 
     def vote_key(self, label: str) -> str:
         return label.rpartition("=")[2]  # the product
+
+    def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
+        """b*a: its chain multiplies by a's digits instead of b's, and its product is a*b's (a vote key of the same
+        width), so the two agree only where the model multiplies both ways alike."""
+        a, b = prompt.removesuffix("=").split("*")
+        return Presentation(f"{b}*{a}=", unchanged, difficulty=(len(b), len(a)))
 
     def length_ok(self, difficulty: Difficulty, label: str) -> bool:
         return len(label) == self.answer_tokens(difficulty)
