@@ -143,9 +143,9 @@ def test_collate_carries_two_ids_a_token_with_padding_at_both_levels():
     ids = [np.array(mul.positions(prompt, len(answer) + 1)) for prompt, answer in examples]
     batch = collate(Tokenizer(mul.vocabulary), examples, positions=ids)
     # "3*2=60=60" (la = lb = 1): a's 3 at (0 + 1, 0), b's 2 at (0, 1); "=" writes the 6 of 10^0 (x 0 - 0 + 1, row
-    # y 1), the 6 writes the 0 of 10^1 (2, 1), that 0 writes "=" (1 + 1 + 1, 1), "=" writes the product's 6 (1, 2),
-    # the 6 its 0 (2, 2), the 0 writes EOS (0, 0)
-    first = [(0, 0), (1, 0), (0, 0), (0, 1), (1, 1), (2, 1), (3, 1), (1, 2), (2, 2), (0, 0)]
+    # y 1), the 6 writes the 0 of 10^1 (2, 1), that 0 writes "=" (the row's top x 2, + 11), "=" writes the product's
+    # 6 (1, 2), the 6 its 0 (2, 2), the 0 writes EOS (0, 0)
+    first = [(0, 0), (1, 0), (0, 0), (0, 1), (1, 1), (2, 1), (13, 1), (1, 2), (2, 2), (0, 0)]
     assert batch.positions.shape == (2, 13, 2)  # BOS and the 12 tokens of the longer
     assert batch.positions[0].tolist() == [list(pair) for pair in first] + [[0, 0]] * 3  # and padding
     assert batch.positions[1].tolist() == ids[1][:-1].tolist()  # the inputs: the EOS slot dropped

@@ -351,12 +351,12 @@ def test_multiplication_gives_two_ids_a_token_worked_example():
     s1 = [(2, 4), (3, 4), (4, 4), (5, 4)]  # "(0450)": 60 + 480, the ids of p1 a row up
     p2 = [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]  # "00630"
     product = [(1, 6), (2, 6), (3, 6), (4, 6), (5, 6)]  # "04140"
-    # every token of the answer, with the signs one past their row's top x: "+", "(", ")", "+", "="
-    answer = [*p0, (6, 1), *p1, (6, 3), *s1, (6, 4), (6, 4), *p2, (6, 5), *product]
+    # every token of the answer, with the signs 11 past their row's top x (5): "+", "(", ")", "+", "="
+    answer = [*p0, (16, 1), *p1, (16, 3), *s1, (16, 4), (16, 4), *p2, (16, 5), *product]
     # each input carries the ids of the token it writes next: "=" writes the first "0"; the last digit writes EOS
     expected = [*prompt, *answer, (0, 0), (0, 0)]
     assert get_task("multiplication").positions("21*543=", 27) == expected
-    assert get_task("multiplication").max_position((2, 3)) == 6
+    assert get_task("multiplication").max_position((2, 3)) == 16
 
 
 @pytest.mark.parametrize("difficulty", [(1, 1), (3, 1), (1, 4), (4, 5), (7, 2)])
@@ -365,7 +365,7 @@ def test_multiplication_ids_are_one_pair_per_token_up_to_max_position(difficulty
     for prompt, answer in task.sample(difficulty, 50, np.random.default_rng(0)):
         ids = np.array(task.positions(prompt, len(answer) + 1))
         assert ids.shape == (1 + len(prompt) + len(answer) + 1, 2)
-        assert ids.max() <= task.max_position(difficulty) < task.sequence_tokens(difficulty)
+        assert ids.max() <= task.max_position(difficulty)
         assert ids.min() == 0
     assert ids.max() == task.max_position(difficulty)
 

@@ -318,8 +318,9 @@ def check(cfg: ModelConfig, tokenizer: Tokenizer) -> None:
 
 
 def position_table(cfg: ModelConfig) -> PositionTable | None:
-    """The table of task-given position ids of the coupled encodings (None: the model reads none). A task's ids lie
-    below its sequence's token count, which block_size bounds; a training offset adds at most max_position_offset."""
+    """The table of task-given position ids of the coupled encodings (None: the model reads none). A task's ids mostly
+    lie below its sequence's token count, which block_size bounds (multiplication's signs a few past it); a training
+    offset adds at most max_position_offset. `validate` refuses a run whose ids would pass the table."""
     if cfg.pos_encoding not in ("coupled", "coupled_rope"):
         return None
     return PositionTable(cfg.block_size + cfg.max_position_offset, cfg.max_position_offset, cfg.position_levels)

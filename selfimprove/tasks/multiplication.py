@@ -48,6 +48,14 @@ def chain_of_thought(a_rev: str, b_rev: str) -> str:
     return "+".join(parts) + "=" + reversed_padded(total, la + lb)
 
 
+# How far past its row's top digit a sign's x lies (the top digit's x is len(a) + len(b)). The input that writes a
+# sign holds the row's top digit, so the next row finds that digit at one id difference at every size; and it finds
+# no digit of a near its own x, at every size, which ends rows right where a sign one past the top (a gap of 1)
+# ended the running sums at the trained lengths only, and a sign at x 0 ended them right but hid the top digits
+# from the rows after (docs/trials.md).
+SIGN_GAP = 11
+
+
 class MultiplicationTask(Task):
     name = "multiplication"
     difficulties = PAIRS
@@ -100,11 +108,11 @@ class MultiplicationTask(Task):
         whose x is 0), the running sum after it 2r + 2, the product 2 len(b) (the running sum after the last row), a's
         digits 0. So a partial-product digit finds its digit of a by x and its digit of b by y, and a sum digit the
         two it adds at (0, -1) and (+1, -2) from its own ids (the first row's partial product, which no sum
-        precedes, at (+1, -3)). The signs after a row's digits have x = len(a) + len(b) + 1, one past its top digit,
-        and the row's y; "*" has (0, 0)."""
+        precedes, at (+1, -3)). The signs after a row's digits have the row's y and x SIGN_GAP past its top digit's:
+        "*" has (0, 0)."""
         a, b = prompt.removesuffix("=").split("*")
         la, lb = len(a), len(b)
-        past_top = la + lb + 1
+        past_top = la + lb + SIGN_GAP
 
         def row(r: int, y: int, digits: int) -> list[tuple[int, int]]:  # the digits of 10^0.. of row r
             return [(s - r + lb, y) for s in range(digits)]
@@ -120,4 +128,4 @@ class MultiplicationTask(Task):
 
     def max_position(self, difficulty: Difficulty) -> int:
         la, lb = difficulty  # type: ignore[misc]
-        return max(la + lb + 1, 2 * lb)
+        return max(la + lb + SIGN_GAP, 2 * lb)
