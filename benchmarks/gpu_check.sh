@@ -39,10 +39,12 @@ for task in ${TASKS:-copy reverse reverse_addition forward_addition multiplicati
   "$PYTHON" run.py experiment=paper_$task si.rounds=1 si.collapse_threshold=0 "${FEW_STEPS[@]}" progress=false \
     hydra.run.dir="$OUT/paper_$task" > "$OUT/paper_$task.log"
 done
-# Position coupling (issue #34): the paper's arithmetic presets with coupled RoPE ids.
-for task in ${COUPLED-reverse_addition forward_addition}; do
+# Position coupling (issue #34): the paper's arithmetic presets with coupled RoPE ids (multiplication's two a token,
+# with a*b and b*a voting, as experiment=cpu_multiplication).
+for task in ${COUPLED-reverse_addition forward_addition multiplication}; do
   coupled=(model.pos_encoding=coupled_rope)
   [[ $task == forward_addition ]] && coupled+=(data.pad_sum=true)  # the form whose ids can be coupled
+  [[ $task == multiplication ]] && coupled+=(si.filters.presentations=2)
   "$PYTHON" run.py experiment=paper_$task "${coupled[@]}" si.rounds=1 si.collapse_threshold=0 "${FEW_STEPS[@]}" \
     progress=false hydra.run.dir="$OUT/coupled_$task" > "$OUT/coupled_$task.log"
 done

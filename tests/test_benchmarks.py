@@ -115,12 +115,13 @@ def test_gpu_check_script_runs_on_cpu_tiny(tmp_path):
             "OMP_NUM_THREADS": "1",
             "TASKS": " ".join(tasks),
             "PRETRAINED": "",  # model=hf runs end to end in test_hf_model; here it would cost another run
-            "COUPLED": "forward_addition",  # coupled ids with the padded sum the script sets
+            # coupled ids with the padded sum the script sets, and with two ids a token and a*b and b*a voting
+            "COUPLED": "forward_addition multiplication",
         },
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "reach" in proc.stdout.splitlines()[-1]
-    assert "coupled_forward_addition:" in proc.stdout
+    assert "coupled_forward_addition:" in proc.stdout and "coupled_multiplication:" in proc.stdout
     training = json.loads((tmp_path / "training.json").read_text())
     rows = training["results"]
     assert {(r["contender"], r["precision"]) for r in rows} == {
