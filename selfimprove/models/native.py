@@ -203,12 +203,12 @@ class Transformer(nn.Module):
         self.tok_emb = nn.Embedding(vocab_size, cfg.n_embd)
         table = position_table(cfg)  # coupled ids; places have one row per position
         rows = table.rows if table is not None else cfg.block_size
-        self.rows = rows
         self.pos_emb = None
         if cfg.pos_encoding == "learned":
             self.pos_emb = nn.Embedding(rows, cfg.n_embd)
-        elif cfg.pos_encoding == "coupled":  # a block of rows per level
+        elif cfg.pos_encoding == "coupled":  # a block of rows per level: level l's id i has row l * rows + i
             self.pos_emb = nn.Embedding(rows * cfg.position_levels, cfg.n_embd)
+            self.register_buffer("level_rows", torch.arange(cfg.position_levels) * rows, persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = make_norm(cfg)
@@ -248,11 +248,6 @@ class Transformer(nn.Module):
             raise ValueError(f"model.position_levels={levels}, but the tokens have {shaped.shape[-1]} ids each")
         return shaped
 
-    @property
-    def level_rows(self) -> torch.Tensor:
-        """The first row of each level's block of the coupled table."""
-        return torch.arange(self.cfg.position_levels, device=self.pos_emb.weight.device) * self.rows
-
     def new_cache(self, batch: int, length: int, dtype: torch.dtype | None = None) -> KVCache:
         """An empty cache; `dtype` is the activations' dtype (bf16 under autocast), the weights' by default."""
         weight = self.tok_emb.weight
@@ -273,7 +268,7 @@ class Transformer(nn.Module):
         if positions is not None:
             positions = self.leveled(positions)
         x = self.tok_emb(idx)
-        if encoding == "coupled":  # level l's id i has row l * rows + i
+        if encoding == "coupled":
             x = x + self.pos_emb(positions + self.level_rows).sum(2)
         elif self.pos_emb is not None:
             x = x + self.pos_emb(torch.arange(pos, pos + T, device=idx.device))
