@@ -6,7 +6,7 @@ import torch
 
 from selfimprove.config import ModelConfig
 from selfimprove.models.generate import LENGTH_SLACK, complete, generate
-from selfimprove.models.native import Attention, Transformer, apply_rope
+from selfimprove.models.native import Attention, Transformer, apply_rope, rope_tables
 from selfimprove.models.tokenizer import BOS, EOS, PAD, Tokenizer
 from selfimprove.tasks import get_task
 
@@ -163,6 +163,15 @@ def test_rope_rotates_the_first_pairs_of_dimensions_and_leaves_the_rest():
     last two dimensions, past the rotated ones (rope_fraction 2/3 of 6), are untouched."""
     x = torch.tensor([1.0, 0.0, 0.0, 1.0, 5.0, 6.0])
     assert apply_rope(x, torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0])).tolist() == [0.0, 1.0, 0.0, 1.0, 5.0, 6.0]
+
+
+def test_rope_step_is_the_fastest_frequencys_angle_per_position():
+    """By hand: one head of 4 dimensions at theta 100 has frequencies 1 and 100^(-1/2) = 0.1 rad per position; with
+    rope_step 0.5 position 2 turns them by 2 * 0.5 * 1 = 1 and 2 * 0.5 * 0.1 = 0.1 rad."""
+    cos, sin = rope_tables(ModelConfig(n_head=1, n_embd=4, rope_theta=100.0, rope_step=0.5), 3)
+    assert torch.allclose(cos[2], torch.tensor([math.cos(1.0), math.cos(0.1)]))
+    assert torch.allclose(sin[2], torch.tensor([math.sin(1.0), math.sin(0.1)]))
+    assert torch.equal(cos[0], torch.ones(2))
 
 
 @pytest.mark.parametrize("rope_fraction", [1.0, 0.5])

@@ -61,6 +61,10 @@ class NativeConfig:
     norm: Norm = Norm.layernorm
     pos_encoding: Positions = Positions.nope
     rope_theta: float = 10000.0
+    # the angle, in radians, by which a step of one position (or id) turns the fastest frequency; the others turn it
+    # times theta^(-2k/d). RoPE's is 1, which comes near a full turn at a difference of 6 (and 25, 31, ...) and there
+    # mistakes a digit for one at the same place; below 1 the first near turn moves out to about 2 pi / rope_step
+    rope_step: float = 1.0
     # the share of each head's dimensions RoPE rotates (rope, coupled_rope); the rest see content alone, so that a
     # query can attend to a token (BOS: a sink) by a score no id difference changes, also one it never saw
     rope_fraction: float = 1.0
@@ -108,7 +112,7 @@ def rope_tables(cfg: ModelConfig, rows: int) -> Rope:
     """cos, sin of the angles of positions 0..rows - 1, (rows, rotated_dims / 2)."""
     head_dim = rotated_dims(cfg)
     inv_freq = cfg.rope_theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
-    angles = torch.outer(torch.arange(rows, dtype=torch.float32), inv_freq)
+    angles = torch.outer(torch.arange(rows, dtype=torch.float32) * cfg.rope_step, inv_freq)
     return angles.cos(), angles.sin()
 
 
@@ -299,6 +303,8 @@ def check(cfg: ModelConfig, tokenizer: Tokenizer) -> None:
         raise ConfigError(f"model.rope_fraction={cfg.rope_fraction} must lie in (0, 1]")
     if cfg.pos_encoding in ("rope", "coupled_rope") and rotated_dims(cfg) == 0:
         raise ConfigError(f"model.rope_fraction={cfg.rope_fraction} rotates none of a head's dimensions")
+    if cfg.rope_step <= 0:
+        raise ConfigError(f"model.rope_step={cfg.rope_step} must be > 0")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"model.dropout={cfg.dropout} must lie in [0, 1)")
     if cfg.max_position_offset < 0:
