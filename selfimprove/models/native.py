@@ -62,8 +62,8 @@ class NativeConfig:
     pos_encoding: Positions = Positions.nope
     rope_theta: float = 10000.0
     # the angle, in radians, by which a step of one position (or id) turns the fastest frequency; the others turn it
-    # times theta^(-2k/d). RoPE's is 1, which comes near a full turn at a difference of 6 (and 25, 31, ...) and there
-    # mistakes a digit for one at the same place; below 1 the first near turn moves out to about 2 pi / rope_step
+    # times theta^(-2k/d). RoPE's is 1, which comes near a full turn at a difference of 6 and there mistakes a digit
+    # for one at the same place; below 1 that first near turn moves out to about 2 pi / rope_step
     rope_step: float = 1.0
     # the share of each head's dimensions RoPE rotates (rope, coupled_rope); the rest see content alone, so that a
     # query can attend to a token (BOS: a sink) by a score no id difference changes, also one it never saw
