@@ -43,7 +43,9 @@ done
 # with a*b and b*a voting, as experiment=cpu_multiplication).
 for task in ${COUPLED-reverse_addition forward_addition multiplication}; do
   coupled=(model.pos_encoding=coupled_rope)
-  [[ $task == forward_addition ]] && coupled+=(data.pad_sum=true)  # the form whose ids can be coupled
+  # forward addition as experiment=cpu_forward_addition: padded sum, the reversed sum first, a slower RoPE step
+  [[ $task == forward_addition ]] && coupled+=(data.pad_sum=true data.scratchpad=true model.rope_step=0.4
+    model.block_size=512)
   [[ $task == multiplication ]] && coupled+=(si.filters.presentations=2)
   "$PYTHON" run.py experiment=paper_$task "${coupled[@]}" si.rounds=1 si.collapse_threshold=0 "${FEW_STEPS[@]}" \
     progress=false hydra.run.dir="$OUT/coupled_$task" > "$OUT/coupled_$task.log"
