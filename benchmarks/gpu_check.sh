@@ -43,7 +43,7 @@ done
 # with a*b and b*a voting, as experiment=cpu_multiplication).
 for task in ${COUPLED-reverse_addition forward_addition multiplication}; do
   coupled=(model.pos_encoding=coupled_rope)
-  # forward addition as experiment=cpu_forward_addition: padded sum, the reversed sum first (286 tokens at 70 digits),
+  # forward addition as experiment=cpu_forward_addition: padded sum, the reversed sum first (about 290 tokens at 70 digits),
   # a slower RoPE step
   [[ $task == forward_addition ]] && coupled+=(data.pad_sum=true data.scratchpad=true model.rope_step=0.4
     model.block_size=512)
