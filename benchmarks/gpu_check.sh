@@ -43,8 +43,8 @@ done
 # with a*b and b*a voting, as experiment=cpu_multiplication).
 for task in ${COUPLED-reverse_addition forward_addition multiplication}; do
   coupled=(model.pos_encoding=coupled_rope)
-  # forward addition as experiment=cpu_forward_addition: padded sum, the reversed sum first (about 290 tokens at 70 digits),
-  # a slower RoPE step
+  # forward addition as experiment=cpu_forward_addition: padded sum, the reversed sum first (about 290 tokens at 70
+  # digits), a slower RoPE step
   [[ $task == forward_addition ]] && coupled+=(data.pad_sum=true data.scratchpad=true model.rope_step=0.4
     model.block_size=512)
   [[ $task == multiplication ]] && coupled+=(si.filters.presentations=2)
