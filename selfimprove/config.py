@@ -157,8 +157,8 @@ class FilterConfig:
     voters: int = 1  # independently seeded models labelling every prompt
     vote_threshold: float = 0.5  # keep the most common label when more than this share of voters gave it
     min_confidence: float = 0.8  # keep labels whose least probable token has at least this probability (0: off)
-    # each prompt asked in this many presentations the task declares equivalent (a+b and b+a; copy with its digits
-    # renamed), each voter's labels mapped back to the prompt's: a voter gives a label when at least
+    # each prompt asked in this many presentations the task declares equivalent (a+b as (a+d)+(b-d); copy with its
+    # digits renamed), each voter's labels mapped back to the prompt's: a voter gives a label when at least
     # presentation_threshold of its presentations agree on its vote key (1: only the prompt itself)
     presentations: int = 1
     presentation_threshold: float = 1.0

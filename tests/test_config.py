@@ -191,7 +191,7 @@ def test_unknown_option_fails_at_composition():
         (["model.pos_encoding=rope", "model.rope_fraction=0.05"], "rope_fraction=0.05 rotates none of a head's"),
         (["model.rope_step=0"], r"^model.rope_step=0.0 must be > 0$"),
         (["si.filters.presentations=2", "data=sort"], "^si.filters.presentations=2: data.task=sort declares no rewr"),
-        (["si.filters.presentations=3", "data=reverse_addition"], "data.task=reverse_addition has 2 presentations of"),
+        (["si.filters.presentations=3", "data=multiplication"], "data.task=multiplication has 2 presentations of"),
         (["si.filters.presentations=0"], r"^si.filters.presentations=0 must be at least 1$"),
         (["si.filters.presentation_threshold=0"], r"presentation_threshold=0.0 must lie in \(0, 1\]"),
         (

@@ -351,8 +351,8 @@ def test_rounds_train_at_training_round_lr_and_the_base_at_optim_lr(tmp_path):
     ("data", "base_steps"),
     [(["data=reverse_addition", "data.base_max=2"], 200), (["data=multiplication", "data.base_max=1"], 300)],
 )
-def test_presentations_keep_the_labels_both_orders_agree_on(tmp_path, data, base_steps):
-    """si.filters.presentations=2 asks each prompt as a+b and as b+a (reversed addition), or as a*b and b*a
+def test_presentations_keep_the_labels_both_presentations_agree_on(tmp_path, data, base_steps):
+    """si.filters.presentations=2 asks each prompt as a+b and as (a+d)+(b-d) (reversed addition), or as a*b and b*a
     (multiplication: another chain, asked at its own difficulty, voting by its product). Presentation 0 is the prompt
     itself, so the round's prompts and first answers are those of the same run without presentations: what it keeps
     is a subset of what that run keeps, with the same labels (never a rewrite's chain), each agreed by both."""
@@ -364,7 +364,7 @@ def test_presentations_keep_the_labels_both_orders_agree_on(tmp_path, data, base
         proc = run_cli(*args, f"si.filters.presentations={presentations}", f"hydra.run.dir={run_dir}")
         assert proc.returncode == 0, proc.stderr[-3000:]
         kept[presentations] = {row["prompt"]: row for row in read_jsonl(run_dir / "data" / "round_001.jsonl")}
-    assert 0 < len(kept[2]) < len(kept[1])  # the barely trained model answers some swapped sums otherwise
+    assert 0 < len(kept[2]) < len(kept[1])  # the barely trained model answers some regrouped sums otherwise
     for prompt, row in kept[2].items():
         assert row["label"] == kept[1][prompt]["label"] and row["agreement"] == 1.0
     assert all("agreement" not in row for row in kept[1].values())

@@ -395,20 +395,40 @@ def test_other_tasks_give_no_position_ids(name):
 
 
 @pytest.mark.parametrize(
-    ("name", "prompt", "rewrite"),
+    ("name", "prompt", "splits", "some"),
     [
-        ("reverse_addition", "21+93=", "93+21="),
-        ("forward_addition", "12+39=", "39+12="),
-        ("reverse_addition_hints", "a2b1+a9b3=", "a9b3+a2b1="),
-        ("forward_addition_hints", "l1k2+l3k9=", "l3k9+l1k2="),
+        # 12 + 39 = 51, reversed, leading zeros allowed: a' = 0..51 but 12 (the prompt), b' = 51 - a'
+        ("reverse_addition", "21+93=", 51, {"93+21=", "00+15=", "15+00=", "11+04="}),
+        ("reverse_addition_hints", "a2b1+a9b3=", 51, {"a9b3+a2b1=", "a0b0+a1b5=", "a1b5+a0b0=", "a1b1+a0b4="}),
+        # 12 + 39 = 51, no leading zero: both 10..99, so a' = 10..41 but 12
+        ("forward_addition", "12+39=", 31, {"39+12=", "10+41=", "41+10=", "11+40="}),
+        ("forward_addition_hints", "l1k2+l3k9=", 31, {"l3k9+l1k2=", "l1k0+l4k1=", "l4k1+l1k0=", "l1k1+l4k0="}),
+        # 0 + 9: every other split of 9; 9 + 9: no other split of 18 into digits
+        ("reverse_addition", "0+9=", 9, {"1+8=", "5+4=", "9+0="}),
+        ("reverse_addition", "9+9=", 1, {"9+9="}),
     ],
 )
-def test_an_addition_is_presented_with_its_operands_swapped(name, prompt, rewrite):
+def test_an_addition_is_presented_as_its_sum_split_another_way(name, prompt, splits, some):
+    """(a+d)+(b-d) for d drawn among the shifts that keep both operands of the prompt's size, the prompt itself only
+    where there is no other (worked by hand above); the label is the same, so `back` leaves it as it is."""
     task = get_task(name)
-    view = task.present(prompt, 1, np.random.default_rng(0))
-    assert view.prompt == rewrite and view.back("150") == "150"  # a + b = b + a, written the same way
-    assert task.prompt_error(view.prompt) is None
-    assert task.present(prompt, 0, np.random.default_rng(0)).prompt == prompt  # presentation 0: the prompt
+    rng = np.random.default_rng(0)
+    views = [task.present(prompt, 1, rng) for _ in range(3000)]
+    rewrites = {view.prompt for view in views}
+    assert len(rewrites) == splits and some <= rewrites
+    assert all(task.prompt_error(rewrite) is None for rewrite in rewrites)
+    assert all(view.back("150") == "150" for view in views)  # the same sum, written the same way
+    assert task.present(prompt, 0, rng).prompt == prompt  # presentation 0: the prompt
+
+
+def test_a_long_sum_is_split_another_way_past_64_bits():
+    """40-digit operands: the shifts outnumber a 64-bit integer; 99...9 + 00...01 splits into other numbers that
+    still sum to 10^40."""
+    task = get_task("reverse_addition")
+    prompt = f"{'9' * 40}+{'1' + '0' * 39}="  # 10^40 - 1 and 1, least significant first
+    rewrite = task.present(prompt, 1, np.random.default_rng(0)).prompt
+    a, b = rewrite.removesuffix("=").split("+")
+    assert rewrite != prompt and len(a) == len(b) == 40 and int(a[::-1]) + int(b[::-1]) == 10**40
 
 
 def test_a_product_is_presented_with_its_factors_swapped_and_votes_by_the_product():

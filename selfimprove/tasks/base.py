@@ -6,7 +6,9 @@ grammar (the prompts it writes: what `load().answer()` accepts), and optionally 
 
 from __future__ import annotations
 
+import random
 import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import fields
@@ -61,21 +63,47 @@ class RenamedDigits:
         return Presentation(prompt.translate(str.maketrans(DIGITS, perm)), lambda label: label.translate(back))
 
 
-class SwappedOperands:
-    """Rewrites for an addition `a+b=` whose answer is written the same either way: `b+a=`. Listed before the
-    task's base class, as `RenamedDigits`."""
+class RegroupedOperands(ABC):
+    """Rewrites for an addition `a+b=`: the same sum split another way, `(a+d)+(b-d)=`, with d drawn at random among
+    the nonzero shifts that keep both operands numbers of the prompt's size (b+a is the shift d = b - a). Every digit
+    and carry the model works through changes while the answer does not, so its errors on the two seldom coincide,
+    where b+a, a digit sum being symmetric, is worked digit for digit as a+b is. The rewrite reads the operands'
+    values, never the sum. Listed before the task's base class, as `RenamedDigits`; the task reads and writes an
+    operand (`operands`, `with_operands`) and bounds it (`operand_bounds`)."""
 
-    presentations = 2  # a+b and b+a
+    presentations = sys.maxsize  # a shift drawn anew for each: as many as the operands allow
+
+    @abstractmethod
+    def operands(self, prompt: str) -> tuple[int, int]:
+        """The values a and b of the prompt's operands."""
+
+    @abstractmethod
+    def with_operands(self, prompt: str, a: int, b: int) -> str:
+        """The prompt with its operands' values replaced by a and b, written at its size (and hints)."""
+
+    @abstractmethod
+    def operand_bounds(self, prompt: str) -> tuple[int, int]:
+        """The least and the largest value an operand of the prompt's size can have."""
 
     def rewrite(self, prompt: str, index: int, rng: np.random.Generator) -> Presentation:
-        a, b = prompt.removesuffix("=").split("+")
-        return Presentation(f"{b}+{a}=", unchanged)
+        a, b = self.operands(prompt)
+        low, high = self.operand_bounds(prompt)
+        least, most = max(low - a, b - high), min(high - a, b - low)  # the shifts allowed: 0 (the prompt), b - a
+        # Python's integers, not numpy's: the number of n-digit shifts outgrows 64 bits past 18 digits.
+        d = least + random.Random(int(rng.integers(2**63))).randrange(max(most - least, 1))
+        d += d >= 0 and most > least  # d = 0 is the prompt itself: skipped where another shift exists
+        return Presentation(self.with_operands(prompt, a + d, b - d), unchanged)
 
 
 def random_digits(length: int, count: int, rng: np.random.Generator) -> list[str]:
     """`count` uniformly random digit strings of exactly `length` digits (leading zeros allowed)."""
     digits = rng.integers(0, 10, size=(count, length), dtype=np.uint8) + ord("0")
     return [row.tobytes().decode("ascii") for row in digits]
+
+
+def n_digit_bounds(digits: int) -> tuple[int, int]:
+    """The least and the largest number `random_numbers` draws of `digits` digits."""
+    return (0 if digits == 1 else 10 ** (digits - 1)), 10**digits - 1
 
 
 def random_numbers(digits: int, count: int, rng: np.random.Generator) -> list[str]:

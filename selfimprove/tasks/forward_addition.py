@@ -22,9 +22,10 @@ import numpy as np
 from selfimprove.tasks.base import (
     Difficulty,
     Example,
-    SwappedOperands,
+    RegroupedOperands,
     Task,
     coupled_ids,
+    n_digit_bounds,
     random_numbers,
 )
 
@@ -35,7 +36,7 @@ class ForwardAdditionParameters:
     scratchpad: bool = False  # the reversed sum first, then "=" and the sum
 
 
-class ForwardAdditionTask(SwappedOperands, Task):
+class ForwardAdditionTask(RegroupedOperands, Task):
     name = "forward_addition"
     Parameters = ForwardAdditionParameters
     prompt_pattern = re.compile(r"(0|[1-9][0-9]*)\+(0|[1-9][0-9]*)=")
@@ -46,6 +47,16 @@ class ForwardAdditionTask(SwappedOperands, Task):
         if match is None or len(match[1]) != len(match[2]):  # difficulty n: two n-digit operands
             return f"not a {self.name} prompt ({self.prompt_rule})"
         return None
+
+    def operands(self, prompt: str) -> tuple[int, int]:
+        a, b = prompt.removesuffix("=").split("+")
+        return int(a), int(b)
+
+    def with_operands(self, prompt: str, a: int, b: int) -> str:
+        return f"{a}+{b}="
+
+    def operand_bounds(self, prompt: str) -> tuple[int, int]:
+        return n_digit_bounds(prompt.index("+"))
 
     def final_sum(self, total: int, digits: int) -> str:
         """The sum as the answer ends with it: padded to `digits` + 1 digits or not."""

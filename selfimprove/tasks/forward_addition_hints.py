@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from selfimprove.tasks.base import Difficulty, Example, random_numbers
+from selfimprove.tasks.base import Difficulty, Example, n_digit_bounds, random_numbers
 from selfimprove.tasks.index_hints import HINTS, HintedAdditionTask, hint_run, hinted
 
 
@@ -42,6 +42,17 @@ class HintedForwardAdditionTask(HintedAdditionTask):
             Example(f"{place_hinted(a, u)}+{place_hinted(b, u)}=", place_hinted(str(int(a) + int(b)), u))
             for u, a, b in pairs
         ]
+
+    def operands(self, prompt: str) -> tuple[int, int]:
+        first, second = prompt.removesuffix("=").split("+")
+        return int(first[1::2]), int(second[1::2])
+
+    def with_operands(self, prompt: str, a: int, b: int) -> str:
+        units = HINTS.index(prompt[prompt.index("+") - 2])
+        return f"{place_hinted(str(a), units)}+{place_hinted(str(b), units)}="
+
+    def operand_bounds(self, prompt: str) -> tuple[int, int]:
+        return n_digit_bounds(prompt.index("+") // 2)
 
     def check(self, prompt: str, label: str) -> bool:
         first, second = prompt.removesuffix("=").split("+")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from abc import abstractmethod
 
-from selfimprove.tasks.base import DIGIT_VOCABULARY, Difficulty, SwappedOperands, Task
+from selfimprove.tasks.base import DIGIT_VOCABULARY, Difficulty, RegroupedOperands, Task
 
 HINTS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -26,7 +26,7 @@ def hint_run(start: str, length: int) -> str:
     return HINTS[first : first + length]
 
 
-class HintedAdditionTask(SwappedOperands, Task):
+class HintedAdditionTask(RegroupedOperands, Task):
     """What both hinted additions share: two hinted n-digit operands, a sum of up to n + 1 hinted digits."""
 
     prompt_pattern = re.compile(r"((?:[a-zA-Z][0-9])+)\+((?:[a-zA-Z][0-9])+)=")

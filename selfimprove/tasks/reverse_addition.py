@@ -14,7 +14,7 @@ import numpy as np
 from selfimprove.tasks.base import (
     Difficulty,
     Example,
-    SwappedOperands,
+    RegroupedOperands,
     Task,
     coupled_ids,
     random_digits,
@@ -27,7 +27,7 @@ def reversed_sum(a_rev: str, b_rev: str) -> str:
     return str(int(a_rev[::-1]) + int(b_rev[::-1])).zfill(width)[::-1]
 
 
-class ReverseAdditionTask(SwappedOperands, Task):
+class ReverseAdditionTask(RegroupedOperands, Task):
     name = "reverse_addition"
     prompt_pattern = re.compile(r"([0-9]+)\+([0-9]+)=")
     prompt_rule = "two numbers of as many digits, least significant first, joined by '+', then '=', e.g. 21+93="
@@ -42,6 +42,17 @@ class ReverseAdditionTask(SwappedOperands, Task):
         if match is None or len(match[1]) != len(match[2]):  # difficulty n: two n-digit operands
             return f"not a {self.name} prompt ({self.prompt_rule})"
         return None
+
+    def operands(self, prompt: str) -> tuple[int, int]:
+        a, b = prompt.removesuffix("=").split("+")
+        return int(a[::-1]), int(b[::-1])
+
+    def with_operands(self, prompt: str, a: int, b: int) -> str:
+        n = prompt.index("+")
+        return f"{str(a).zfill(n)[::-1]}+{str(b).zfill(n)[::-1]}="
+
+    def operand_bounds(self, prompt: str) -> tuple[int, int]:
+        return 0, 10 ** prompt.index("+") - 1  # leading zeros allowed
 
     def solve(self, prompt: str) -> str:
         return reversed_sum(*prompt.removesuffix("=").split("+"))

@@ -38,6 +38,17 @@ class HintedReverseAdditionTask(HintedAdditionTask):
         letters = operand[::2]
         return letters == hint_run(letters[0], len(letters) + 1)[:-1]  # consecutive, and one more for the carry
 
+    def operands(self, prompt: str) -> tuple[int, int]:
+        first, second = prompt.removesuffix("=").split("+")
+        return int(first[1::2][::-1]), int(second[1::2][::-1])
+
+    def with_operands(self, prompt: str, a: int, b: int) -> str:
+        hints = prompt[: prompt.index("+") : 2]
+        return f"{hinted(str(a).zfill(len(hints))[::-1], hints)}+{hinted(str(b).zfill(len(hints))[::-1], hints)}="
+
+    def operand_bounds(self, prompt: str) -> tuple[int, int]:
+        return 0, 10 ** (prompt.index("+") // 2) - 1  # leading zeros allowed
+
     def solve(self, prompt: str) -> str:
         first, second = prompt.removesuffix("=").split("+")
         hints = hint_run(first[0], len(first) // 2 + 1)
